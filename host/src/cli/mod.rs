@@ -1,0 +1,126 @@
+//! The `lineage` command line: every setting is a flag and an environment
+//! variable.
+
+pub mod bench;
+pub mod plugin;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::error::{Blame, Classify};
+use crate::plugin::{PluginConfig, PluginError};
+
+#[derive(Debug, Parser)]
+#[command(name = "lineage", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect a plugin, or run it over sample records.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+
+    /// Measure throughput; prints records/s and peak memory.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Print a plugin's name, version, columns and input schema.
+    Inspect {
+        /// The plugin component (.wasm).
+        #[arg(env = "PLUGIN_PATH")]
+        component: PathBuf,
+
+        /// Print JSON instead of a table.
+        #[arg(long, env = "LINEAGE_JSON")]
+        json: bool,
+
+        #[command(flatten)]
+        plugin: PluginConfig,
+    },
+
+    /// Run a plugin over records from a JSON-lines file and print one JSON
+    /// line per record: the kept row or the drop reason.
+    ///
+    /// Each input line is an object with optional `topic`, `partition`,
+    /// `offset`, `timestamp` (epoch ms), `key` (string) and `headers`
+    /// (object), and `value`: a JSON object, Avro-encoded with the plugin's
+    /// input schema; a string, decoded as base64; or null for a tombstone.
+    Test {
+        /// The plugin component (.wasm).
+        #[arg(env = "PLUGIN_PATH")]
+        component: PathBuf,
+
+        /// JSON-lines file of records; `-` reads stdin.
+        #[arg(long, short, env = "PLUGIN_TEST_INPUT")]
+        input: PathBuf,
+
+        #[command(flatten)]
+        plugin: PluginConfig,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Seed records through a plugin at several batch sizes, next to the
+    /// same enrichment compiled natively.
+    Plugin(bench::PluginBenchArgs),
+}
+
+/// Why a command failed, beyond the errors of the parts it drives.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+
+    #[error("{}: cannot read it: {source}", path.display())]
+    ReadInput {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("{} line {line}: {detail}", path.display())]
+    Input {
+        path: PathBuf,
+        line: usize,
+        detail: String,
+    },
+
+    #[error("{}: holds no records", path.display())]
+    EmptyInput { path: PathBuf },
+
+    #[error("cannot write output: {0}")]
+    Output(std::io::Error),
+
+    #[error("bench: {0}")]
+    Bench(String),
+}
+
+impl Classify for CommandError {
+    fn blame(&self) -> Blame {
+        match self {
+            CommandError::Plugin(e) => e.blame(),
+            CommandError::ReadInput { .. }
+            | CommandError::Input { .. }
+            | CommandError::EmptyInput { .. } => Blame::User,
+            CommandError::Output(_) => Blame::Environment,
+            CommandError::Bench(_) => Blame::User,
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! Lineage: Kafka → WebAssembly plugin → Parquet on object storage, exactly once.
+//!
+//! Modules follow the data: `plugin` runs the user's component over records;
+//! `cli` is the edge that wires them to commands.
+
+pub mod cli;
+pub mod error;
+pub mod events;
+pub mod plugin;

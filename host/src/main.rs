@@ -1,0 +1,63 @@
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use lineage::cli::{self, BenchCommand, Cli, Command, LogFormat, PluginCommand};
+use tracing_subscriber::EnvFilter;
+
+// Keeps freed memory for reuse instead of handing it back to the kernel and
+// faulting it in again on every batch, which glibc did (measured: a fifth of
+// the plugin benchmark was page faults).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match command {
+        Command::Plugin(PluginCommand::Inspect {
+            component,
+            json,
+            plugin,
+        }) => cli::plugin::inspect(&component, json, plugin, &mut out)?,
+        Command::Plugin(PluginCommand::Test {
+            component,
+            input,
+            plugin,
+        }) => {
+            let summary = cli::plugin::test(&component, &input, plugin, &mut out)?;
+            out.flush()?;
+            eprintln!(
+                "plugin test: {} records, {} kept, {} dropped",
+                summary.records, summary.kept, summary.dropped
+            );
+        }
+        Command::Bench(BenchCommand::Plugin(args)) => cli::bench::plugin(args, &mut out)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("LINEAGE_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

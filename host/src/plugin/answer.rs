@@ -1,0 +1,551 @@
+//! A plugin's answer, lifted straight from guest memory into one arena.
+//!
+//! wasmtime's generic lifting of `list<outcome>` allocates a `Vec` per row
+//! and a `String` per string value, and looks the guest memory up again for
+//! every element: measured, that was more than half of the cost of a call
+//! (see docs/plugin-runtime.md). [`Lifted`] reads the canonical ABI layout
+//! of exactly this one type, and appends each outcome to the worker's
+//! [`Outcomes`] (strings and bytes into one buffer), so it costs a few bounds
+//! checks and a memcpy per value and no copy afterwards.
+//!
+//! wasmtime's `Lift` trait builds a value from nothing, so the target
+//! arena is lent to the lift through a thread-local for the duration of one
+//! synchronous call ([`lift_into`]).
+//!
+//! The type is checked against the generated bindings at link time, so a
+//! change to the WIT that this decoder does not follow fails loudly when a
+//! plugin is loaded, and the layout constants are asserted at compile time.
+
+use std::cell::RefCell;
+use std::ops::Range;
+
+use wasmtime::ValRaw;
+use wasmtime::component::__internal::{
+    CanonicalAbiInfo, InstanceType, InterfaceType, LiftContext, wasmtime_environ,
+};
+use wasmtime::component::{ComponentType, Lift};
+use wasmtime_environ::component::StringEncoding;
+
+use super::bindings;
+
+// Canonical ABI layout (32-bit) of the WIT types this module decodes.
+const OUTCOME_SIZE: usize = 12;
+const OUTCOME_ALIGN: usize = 4;
+const OUTCOME_PAYLOAD: usize = 4;
+const VALUE_SIZE: usize = 16;
+const VALUE_ALIGN: usize = 8;
+const VALUE_PAYLOAD: usize = 8;
+const _: () = {
+    assert!(<bindings::Outcome as ComponentType>::SIZE32 == OUTCOME_SIZE);
+    assert!(<bindings::Outcome as ComponentType>::ALIGN32 as usize == OUTCOME_ALIGN);
+    assert!(<bindings::Value as ComponentType>::SIZE32 == VALUE_SIZE);
+    assert!(<bindings::Value as ComponentType>::ALIGN32 as usize == VALUE_ALIGN);
+};
+
+/// Most bytes one answer may make the host copy. Bounds what a hostile
+/// plugin can make the host allocate by pointing many values at one large
+/// string.
+pub const MAX_ANSWER_BYTES: usize = 256 << 20;
+/// Most values (all rows together) one answer may hold.
+pub const MAX_ANSWER_VALUES: usize = 16 << 20;
+
+/// One value of a kept row, borrowed from [`Outcomes`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    Null,
+    String(&'a str),
+    Bytes(&'a [u8]),
+    Boolean(bool),
+    Int32(i32),
+    Int64(i64),
+    Float64(f64),
+    TimestampMs(i64),
+}
+
+/// One record's outcome, borrowed from [`Outcomes`].
+#[derive(Debug, Clone, Copy)]
+pub enum OutcomeRef<'a> {
+    Keep(Row<'a>),
+    Drop(&'a str),
+}
+
+/// A kept row: one value per declared column.
+#[derive(Clone, Copy)]
+pub struct Row<'a> {
+    cells: &'a [Cell],
+    bytes: &'a [u8],
+}
+
+impl<'a> Row<'a> {
+    pub fn len(&self) -> usize {
+        self.cells.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<ValueRef<'a>> {
+        self.cells.get(i).map(|c| c.resolve(self.bytes))
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = ValueRef<'a>> + 'a {
+        let bytes = self.bytes;
+        self.cells.iter().map(move |c| c.resolve(bytes))
+    }
+}
+
+impl std::fmt::Debug for Row<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    fn range(self) -> Range<usize> {
+        self.start as usize..(self.start + self.len) as usize
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Cell {
+    Null,
+    /// Validated UTF-8.
+    String(Span),
+    Bytes(Span),
+    Boolean(bool),
+    Int32(i32),
+    Int64(i64),
+    Float64(f64),
+    TimestampMs(i64),
+}
+
+impl Cell {
+    fn resolve(self, bytes: &[u8]) -> ValueRef<'_> {
+        match self {
+            Cell::Null => ValueRef::Null,
+            // SAFETY: string spans are validated as UTF-8 when they are
+            // copied in, and the arena is append-only.
+            Cell::String(s) => {
+                ValueRef::String(unsafe { std::str::from_utf8_unchecked(&bytes[s.range()]) })
+            }
+            Cell::Bytes(s) => ValueRef::Bytes(&bytes[s.range()]),
+            Cell::Boolean(b) => ValueRef::Boolean(b),
+            Cell::Int32(v) => ValueRef::Int32(v),
+            Cell::Int64(v) => ValueRef::Int64(v),
+            Cell::Float64(v) => ValueRef::Float64(v),
+            Cell::TimestampMs(v) => ValueRef::TimestampMs(v),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Entry {
+    Keep {
+        first: u32,
+        len: u32,
+    },
+    /// Validated UTF-8.
+    Drop(Span),
+}
+
+/// A position in [`Outcomes`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    entries: usize,
+    cells: usize,
+    bytes: usize,
+}
+
+/// The outcomes of a run of records, in record order.
+#[derive(Debug, Default, Clone)]
+pub struct Outcomes {
+    entries: Vec<Entry>,
+    cells: Vec<Cell>,
+    bytes: Vec<u8>,
+}
+
+impl Outcomes {
+    pub fn with_capacity(records: usize) -> Self {
+        Self {
+            entries: Vec::with_capacity(records),
+            cells: Vec::new(),
+            bytes: Vec::new(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn get(&self, i: usize) -> Option<OutcomeRef<'_>> {
+        self.entries.get(i).map(|e| self.resolve(*e))
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = OutcomeRef<'_>> + '_ {
+        self.entries.iter().map(|e| self.resolve(*e))
+    }
+
+    pub fn kept(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e, Entry::Keep { .. }))
+            .count()
+    }
+
+    fn resolve(&self, entry: Entry) -> OutcomeRef<'_> {
+        match entry {
+            Entry::Keep { first, len } => OutcomeRef::Keep(Row {
+                cells: &self.cells[first as usize..(first + len) as usize],
+                bytes: &self.bytes,
+            }),
+            // SAFETY: validated when copied in.
+            Entry::Drop(s) => {
+                OutcomeRef::Drop(unsafe { std::str::from_utf8_unchecked(&self.bytes[s.range()]) })
+            }
+        }
+    }
+
+    /// Appends a kept row; what the native comparison and tests build.
+    pub fn push_keep<'v>(&mut self, values: impl IntoIterator<Item = ValueRef<'v>>) {
+        let first = self.cells.len() as u32;
+        for value in values {
+            let cell = match value {
+                ValueRef::Null => Cell::Null,
+                ValueRef::String(s) => Cell::String(self.push_bytes(s.as_bytes())),
+                ValueRef::Bytes(b) => Cell::Bytes(self.push_bytes(b)),
+                ValueRef::Boolean(b) => Cell::Boolean(b),
+                ValueRef::Int32(v) => Cell::Int32(v),
+                ValueRef::Int64(v) => Cell::Int64(v),
+                ValueRef::Float64(v) => Cell::Float64(v),
+                ValueRef::TimestampMs(v) => Cell::TimestampMs(v),
+            };
+            self.cells.push(cell);
+        }
+        let len = self.cells.len() as u32 - first;
+        self.entries.push(Entry::Keep { first, len });
+    }
+
+    /// Where the arena ends now, to roll back to or check from.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            entries: self.entries.len(),
+            cells: self.cells.len(),
+            bytes: self.bytes.len(),
+        }
+    }
+
+    /// Forgets everything appended since `mark`.
+    pub fn truncate(&mut self, mark: Mark) {
+        self.entries.truncate(mark.entries);
+        self.cells.truncate(mark.cells);
+        self.bytes.truncate(mark.bytes);
+    }
+
+    /// Outcomes appended since `mark`.
+    pub fn since(&self, mark: Mark) -> usize {
+        self.entries.len() - mark.entries
+    }
+
+    /// Turns kept rows appended since `mark` that `check` rejects into drops
+    /// with its reason.
+    pub fn check_since(&mut self, mark: Mark, check: impl Fn(&Row<'_>) -> Result<(), String>) {
+        for i in mark.entries..self.entries.len() {
+            if let OutcomeRef::Keep(row) = self.resolve(self.entries[i])
+                && let Err(reason) = check(&row)
+            {
+                let span = self.push_bytes(reason.as_bytes());
+                self.entries[i] = Entry::Drop(span);
+            }
+        }
+    }
+
+    pub fn push_drop(&mut self, reason: &str) {
+        let span = self.push_bytes(reason.as_bytes());
+        self.entries.push(Entry::Drop(span));
+    }
+
+    fn push_bytes(&mut self, bytes: &[u8]) -> Span {
+        let start = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(bytes);
+        Span {
+            start,
+            len: bytes.len() as u32,
+        }
+    }
+}
+
+thread_local! {
+    static TARGET: RefCell<Option<Outcomes>> = const { RefCell::new(None) };
+}
+
+/// Runs `call` (one synchronous plugin call) with `target` as the arena that
+/// [`Lifted`] appends to.
+pub fn lift_into<R>(target: &mut Outcomes, call: impl FnOnce() -> R) -> R {
+    TARGET.with(|slot| *slot.borrow_mut() = Some(std::mem::take(target)));
+    let result = call();
+    *target = TARGET
+        .with(|slot| slot.borrow_mut().take())
+        .expect("lift target is back");
+    result
+}
+
+/// The result of `process`: how many outcomes were appended to the arena
+/// lent by [`lift_into`].
+#[derive(Debug)]
+pub struct Lifted {
+    pub count: usize,
+}
+
+// SAFETY: `ABI` and `Lower` are those of `list<outcome>`, and `typecheck`
+// delegates to the generated bindings for that very type.
+unsafe impl ComponentType for Lifted {
+    type Lower = [ValRaw; 2];
+
+    const ABI: CanonicalAbiInfo = CanonicalAbiInfo::POINTER_PAIR;
+
+    fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
+        <Vec<bindings::Outcome> as ComponentType>::typecheck(ty, types)
+    }
+}
+
+// SAFETY: every read is bounds-checked against the guest memory slice.
+unsafe impl Lift for Lifted {
+    fn linear_lift_from_flat(
+        cx: &mut LiftContext<'_>,
+        _ty: InterfaceType,
+        src: &Self::Lower,
+    ) -> wasmtime::Result<Self> {
+        decode(cx, src[0].get_u32(), src[1].get_u32())
+    }
+
+    fn linear_lift_from_memory(
+        cx: &mut LiftContext<'_>,
+        _ty: InterfaceType,
+        bytes: &[u8],
+    ) -> wasmtime::Result<Self> {
+        decode(cx, u32_at(bytes, 0), u32_at(bytes, 4))
+    }
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
+}
+
+/// The bytes of a list of `count` elements of `size` at `ptr`, checked.
+fn slice(
+    memory: &[u8],
+    ptr: u32,
+    count: u32,
+    size: usize,
+    align: usize,
+) -> wasmtime::Result<&[u8]> {
+    let start = ptr as usize;
+    let len = (count as usize)
+        .checked_mul(size)
+        .ok_or_else(|| wasmtime::format_err!("list length {count} overflows"))?;
+    if !start.is_multiple_of(align) {
+        wasmtime::bail!("list pointer {ptr:#x} is not aligned to {align}");
+    }
+    memory
+        .get(start..start.saturating_add(len))
+        .filter(|_| start.checked_add(len).is_some())
+        .ok_or_else(|| {
+            wasmtime::format_err!(
+                "list at {ptr:#x} of {count} elements runs past the end of memory ({} bytes)",
+                memory.len()
+            )
+        })
+}
+
+struct Decoder<'m, 'o> {
+    memory: &'m [u8],
+    encoding: StringEncoding,
+    out: &'o mut Outcomes,
+    start: Mark,
+}
+
+fn decode(cx: &mut LiftContext<'_>, ptr: u32, len: u32) -> wasmtime::Result<Lifted> {
+    TARGET.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        let out = slot
+            .as_mut()
+            .ok_or_else(|| wasmtime::format_err!("plugin answer lifted outside lift_into"))?;
+        decode_into(cx, ptr, len, out)
+    })
+}
+
+fn decode_into(
+    cx: &mut LiftContext<'_>,
+    ptr: u32,
+    len: u32,
+    out: &mut Outcomes,
+) -> wasmtime::Result<Lifted> {
+    let memory = cx.memory();
+    let encoding = cx.options().string_encoding;
+    let list = slice(memory, ptr, len, OUTCOME_SIZE, OUTCOME_ALIGN)?;
+    let start = out.mark();
+    out.entries.reserve(len as usize);
+    let mut d = Decoder {
+        memory,
+        encoding,
+        out,
+        start,
+    };
+    for outcome in list.chunks_exact(OUTCOME_SIZE) {
+        let payload = &outcome[OUTCOME_PAYLOAD..];
+        match outcome[0] {
+            0 => d.keep(u32_at(payload, 0), u32_at(payload, 4))?,
+            1 => {
+                let span = d.string(u32_at(payload, 0), u32_at(payload, 4))?;
+                d.out.entries.push(Entry::Drop(span));
+            }
+            other => wasmtime::bail!("outcome has invalid case {other}"),
+        }
+    }
+    Ok(Lifted {
+        count: len as usize,
+    })
+}
+
+impl Decoder<'_, '_> {
+    fn keep(&mut self, ptr: u32, len: u32) -> wasmtime::Result<()> {
+        let values = slice(self.memory, ptr, len, VALUE_SIZE, VALUE_ALIGN)?;
+        if self.out.cells.len() - self.start.cells + len as usize > MAX_ANSWER_VALUES {
+            wasmtime::bail!("answer holds more than {MAX_ANSWER_VALUES} values");
+        }
+        let first = self.out.cells.len() as u32;
+        for value in values.chunks_exact(VALUE_SIZE) {
+            let p = &value[VALUE_PAYLOAD..];
+            let cell = match value[0] {
+                0 => Cell::Null,
+                1 => Cell::String(self.string(u32_at(p, 0), u32_at(p, 4))?),
+                2 => Cell::Bytes(self.bytes(u32_at(p, 0), u32_at(p, 4))?),
+                3 => Cell::Boolean(p[0] != 0),
+                4 => Cell::Int32(u32_at(p, 0) as i32),
+                5 => Cell::Int64(u64_at(p, 0) as i64),
+                6 => Cell::Float64(f64::from_bits(u64_at(p, 0))),
+                7 => Cell::TimestampMs(u64_at(p, 0) as i64),
+                other => wasmtime::bail!("value has invalid case {other}"),
+            };
+            self.out.cells.push(cell);
+        }
+        self.out.entries.push(Entry::Keep { first, len });
+        Ok(())
+    }
+
+    fn reserve(&self, len: usize) -> wasmtime::Result<()> {
+        if self.out.bytes.len() - self.start.bytes + len > MAX_ANSWER_BYTES {
+            wasmtime::bail!("answer holds more than {MAX_ANSWER_BYTES} bytes");
+        }
+        Ok(())
+    }
+
+    fn bytes(&mut self, ptr: u32, len: u32) -> wasmtime::Result<Span> {
+        let src = slice(self.memory, ptr, len, 1, 1)?;
+        self.reserve(src.len())?;
+        Ok(self.out.push_bytes(src))
+    }
+
+    fn string(&mut self, ptr: u32, len: u32) -> wasmtime::Result<Span> {
+        match self.encoding {
+            StringEncoding::Utf8 => {
+                let src = slice(self.memory, ptr, len, 1, 1)?;
+                std::str::from_utf8(src)
+                    .map_err(|e| wasmtime::format_err!("string at {ptr:#x} is not UTF-8: {e}"))?;
+                self.reserve(src.len())?;
+                Ok(self.out.push_bytes(src))
+            }
+            StringEncoding::Utf16 => self.utf16(ptr, len),
+            StringEncoding::CompactUtf16 => {
+                const UTF16_TAG: u32 = 1 << 31;
+                if len & UTF16_TAG != 0 {
+                    self.utf16(ptr, len & !UTF16_TAG)
+                } else {
+                    let src = slice(self.memory, ptr, len, 1, 1)?;
+                    let text: String = src.iter().map(|&b| char::from(b)).collect();
+                    self.reserve(text.len())?;
+                    Ok(self.out.push_bytes(text.as_bytes()))
+                }
+            }
+        }
+    }
+
+    fn utf16(&mut self, ptr: u32, units: u32) -> wasmtime::Result<Span> {
+        let src = slice(self.memory, ptr, units, 2, 2)?;
+        let text = char::decode_utf16(
+            src.chunks_exact(2)
+                .map(|u| u16::from_le_bytes([u[0], u[1]])),
+        )
+        .collect::<Result<String, _>>()
+        .map_err(|e| wasmtime::format_err!("string at {ptr:#x} is not UTF-16: {e}"))?;
+        self.reserve(text.len())?;
+        Ok(self.out.push_bytes(text.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_roll_back_and_checks_turn_rows_into_drops() {
+        let mut a = Outcomes::default();
+        a.push_drop("first");
+        let mark = a.mark();
+        a.push_keep([ValueRef::String("hello"), ValueRef::Int64(7)]);
+        a.push_keep([ValueRef::Bytes(b"x")]);
+        assert_eq!(a.since(mark), 2);
+        a.check_since(mark, |row| {
+            if row.len() == 2 {
+                Ok(())
+            } else {
+                Err(format!("{} values", row.len()))
+            }
+        });
+        let all: Vec<String> = a
+            .iter()
+            .map(|o| match o {
+                OutcomeRef::Keep(row) => format!("{row:?}"),
+                OutcomeRef::Drop(reason) => reason.to_owned(),
+            })
+            .collect();
+        assert_eq!(all, ["first", "[String(\"hello\"), Int64(7)]", "1 values"]);
+        assert_eq!(a.kept(), 1);
+
+        a.truncate(mark);
+        assert_eq!(a.len(), 1);
+        a.push_keep([ValueRef::Boolean(true)]);
+        assert_eq!(format!("{:?}", a.get(1)), "Some(Keep([Boolean(true)]))");
+    }
+
+    #[test]
+    fn slices_are_bounds_and_alignment_checked() {
+        let memory = [0u8; 64];
+        assert!(slice(&memory, 0, 4, 16, 8).is_ok());
+        assert!(slice(&memory, 8, 4, 16, 8).is_err(), "runs past the end");
+        assert!(slice(&memory, 4, 1, 16, 8).is_err(), "misaligned");
+        assert!(
+            slice(&memory, u32::MAX, u32::MAX, 16, 1).is_err(),
+            "overflow"
+        );
+        assert!(
+            slice(&memory, 64, 0, 16, 8).is_ok(),
+            "empty list at the end"
+        );
+    }
+}

@@ -1,0 +1,28 @@
+//! The plugin runtime: runs the user's WebAssembly component over Kafka
+//! records, sandboxed and bounded, and never lets it take the host down.
+//!
+//! [`PluginRuntime`] owns the engine and loads components into [`Plugin`]s
+//! (compiled once, checked against the WIT contract, described); a
+//! [`PluginWorker`] per thread runs one over batches of records.
+
+mod answer;
+mod batch;
+mod bindings;
+mod component;
+mod config;
+mod contract;
+mod error;
+mod records;
+mod runtime;
+mod sandbox;
+mod worker;
+
+pub use answer::{MAX_ANSWER_BYTES, MAX_ANSWER_VALUES, Mark, OutcomeRef, Outcomes, Row, ValueRef};
+pub use batch::{batches, record_size};
+pub use bindings::{Column, ColumnType, Header, KafkaRecord, Level, PluginInfo};
+pub use component::{Plugin, PluginIdentity};
+pub use config::{PluginConfig, parse_size};
+pub use contract::{PluginSchema, RESERVED_COLUMNS, type_name};
+pub use error::PluginError;
+pub use runtime::{EPOCH_TICK, PluginRuntime};
+pub use worker::{PluginWorker, WorkerStats};

@@ -1,0 +1,266 @@
+//! A plugin that misbehaves on purpose: the host survives every kind of
+//! failure, drops exactly the offending record with the right reason, and
+//! answers the rest of the batch normally.
+
+use std::time::Duration;
+
+use crate::support::{config, run_hostile};
+
+fn ok(offset: usize, text: &str) -> String {
+    format!("keep [String({text:?}), Int64({offset}), Null, Null, Null, Null, Null]")
+}
+
+/// Runs `bad` in the middle of a batch of good records and returns the
+/// drop reason of the bad one, after checking the good ones were kept.
+fn isolate(
+    bad: &str,
+    config: lineage::plugin::PluginConfig,
+) -> (String, lineage::plugin::WorkerStats) {
+    let batch = ["ok:a", "ok:b", "ok:c", bad, "ok:e", "ok:f", "ok:g"];
+    let (got, worker) = run_hostile(&batch, config);
+    for (i, text) in ["a", "b", "c"].iter().enumerate() {
+        assert_eq!(got[i], ok(i, text), "record {i} of {got:?}");
+    }
+    for (i, text) in [(4, "e"), (5, "f"), (6, "g")] {
+        assert_eq!(got[i], ok(i, text), "record {i} of {got:?}");
+    }
+    let reason = got[3]
+        .strip_prefix("drop ")
+        .unwrap_or_else(|| panic!("{bad} was not dropped: {}", got[3]))
+        .to_owned();
+    (reason, worker.stats().clone())
+}
+
+#[test]
+fn an_endless_loop_runs_out_of_fuel() {
+    let (reason, stats) = isolate("loop", config());
+    assert_eq!(
+        reason,
+        "plugin fuel exhausted: more than --plugin-fuel-per-record=1000000"
+    );
+    assert!(
+        stats.failed_calls >= 3,
+        "bisected down to the record: {stats:?}"
+    );
+    assert!(
+        stats.instances >= 2,
+        "the trapped instance was replaced: {stats:?}"
+    );
+}
+
+#[test]
+fn fuel_exhaustion_is_deterministic() {
+    let (first, _) = isolate("loop", config());
+    let (second, _) = isolate("loop", config());
+    assert_eq!(first, second);
+}
+
+#[test]
+fn the_wall_clock_deadline_backs_up_fuel() {
+    let mut config = config();
+    config.fuel_per_record = u64::MAX / 1024;
+    config.call_timeout = Duration::from_millis(200);
+    let (reason, _) = isolate("loop", config);
+    assert_eq!(
+        reason,
+        "plugin timed out: ran past --plugin-call-timeout=200ms"
+    );
+}
+
+#[test]
+fn unbounded_growth_hits_the_memory_limit() {
+    let mut config = config();
+    config.memory_limit = 32 << 20;
+    config.recycle_memory = 16 << 20;
+    // Growing memory through the guest's allocator costs fuel too; leave
+    // room so that memory, not fuel, is the limit hit.
+    config.fuel_per_record = 100_000_000;
+    let (reason, _) = isolate("grow", config);
+    assert!(
+        reason.starts_with("plugin memory exhausted: tried to grow to "),
+        "{reason}"
+    );
+    assert!(
+        reason.ends_with("--plugin-memory-limit is 33554432"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_panic_is_a_trap_with_the_panic_message() {
+    let (reason, _) = isolate("trap", config());
+    assert!(reason.starts_with("plugin trap: panicked at "), "{reason}");
+    assert!(
+        reason.ends_with(": hostile plugin panics on offset 3"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn unbounded_recursion_overflows_the_stack() {
+    let (reason, _) = isolate("recurse", config());
+    assert_eq!(
+        reason,
+        "plugin trap: stack overflow past --plugin-stack-limit=1048576"
+    );
+}
+
+#[test]
+fn too_few_or_too_many_outcomes_isolate_the_record() {
+    let (reason, _) = isolate("short", config());
+    assert_eq!(reason, "plugin answered 0 outcomes for 1 record");
+    let (reason, _) = isolate("extra", config());
+    assert_eq!(reason, "plugin answered 2 outcomes for 1 record");
+}
+
+#[test]
+fn rows_that_break_the_declared_columns_are_dropped() {
+    let (reason, stats) = isolate("wrong-type", config());
+    assert_eq!(
+        reason,
+        "plugin answered int64 for column \"text\", declared string"
+    );
+    assert_eq!(stats.failed_calls, 0, "a bad row needs no retry");
+    let (reason, _) = isolate("wrong-arity", config());
+    assert_eq!(reason, "plugin answered a row of 3 values for 7 columns");
+    let (reason, _) = isolate("null", config());
+    assert_eq!(
+        reason,
+        "plugin answered null for non-nullable column \"text\""
+    );
+}
+
+#[test]
+fn the_filesystem_is_out_of_reach() {
+    let (reason, _) = isolate("file", config());
+    assert!(reason.starts_with("file: "), "{reason}");
+    assert!(!reason.contains("root:"), "{reason}");
+}
+
+#[test]
+fn no_environment_arguments_or_working_directory() {
+    let (got, _) = run_hostile(&["env"], config());
+    assert_eq!(got, [ok(0, "env=0 args=0")]);
+}
+
+#[test]
+fn clocks_and_randomness_are_fixed() {
+    // Every fresh instance sees the same clock and the same random
+    // sequence, so a replay decides the same.
+    let (first, _) = run_hostile(&["clock", "clock"], config());
+    let (second, _) = run_hostile(&["clock", "clock"], config());
+    assert!(first[0].contains("now=0 random="), "{first:?}");
+    assert_eq!(first, second);
+}
+
+#[test]
+fn output_and_logs_do_not_stop_the_plugin() {
+    let (got, worker) = run_hostile(&["print", "log", "ok:z"], config());
+    let stats = worker.stats();
+    assert_eq!(got, [ok(0, "printed"), ok(1, "logged"), ok(2, "z")]);
+    assert_eq!(stats.failed_calls, 0);
+}
+
+#[test]
+fn an_instance_is_reused_until_its_memory_passes_the_recycle_mark() {
+    let mut config = config();
+    config.recycle_memory = 16 << 20;
+    let plugin = crate::support::load(&crate::support::components().hostile, config);
+    let mut worker = lineage::plugin::PluginWorker::new(plugin);
+    for batch in [&["ok:a"][..], &["ok:b"], &["big:24"], &["ok:c"], &["ok:d"]] {
+        let values = crate::support::commands(batch);
+        let outcomes = worker.process(&crate::support::records(&values)).unwrap();
+        assert_eq!(outcomes.kept(), 1);
+    }
+    let stats = worker.stats();
+    assert_eq!(stats.calls, 5);
+    assert_eq!(stats.failed_calls, 0);
+    assert_eq!(
+        stats.instances, 2,
+        "replaced once, after the call that grew past 16MiB: {stats:?}"
+    );
+}
+
+#[test]
+fn many_bad_records_in_one_batch_are_all_isolated() {
+    let batch: Vec<String> = (0..64)
+        .map(|i| match i % 8 {
+            1 => "trap".to_owned(),
+            5 => "short".to_owned(),
+            _ => format!("ok:{i}"),
+        })
+        .collect();
+    let batch: Vec<&str> = batch.iter().map(String::as_str).collect();
+    let (got, _) = run_hostile(&batch, config());
+    for (i, outcome) in got.iter().enumerate() {
+        match i % 8 {
+            1 => assert!(outcome.starts_with("drop plugin trap: "), "{i}: {outcome}"),
+            5 => assert_eq!(outcome, "drop plugin answered 0 outcomes for 1 record"),
+            _ => assert_eq!(outcome, &ok(i, &i.to_string())),
+        }
+    }
+}
+
+#[test]
+fn every_value_type_crosses_the_boundary() {
+    let (got, _) = run_hostile(&["types", "ok:x"], config());
+    assert_eq!(
+        got,
+        [
+            "keep [String(\"types\"), Int64(0), Bytes([0, 1, 255]), Boolean(true), Int32(-7), \
+             Float64(2.5), TimestampMs(1732550400000)]"
+                .to_owned(),
+            ok(1, "x"),
+        ]
+    );
+}
+
+#[test]
+fn keys_headers_and_timestamps_reach_the_plugin_intact() {
+    use lineage::plugin::{Header, KafkaRecord, PluginWorker};
+    let plugin = crate::support::load(&crate::support::components().hostile, config());
+    let headers = [
+        Header {
+            key: "source",
+            value: Some(b"mobile"),
+        },
+        Header {
+            key: "empty",
+            value: Some(b""),
+        },
+        Header {
+            key: "absent",
+            value: None,
+        },
+    ];
+    let record =
+        |key: Option<&'static [u8]>, headers: &'static [Header<'static>], ts| KafkaRecord {
+            topic: "orders.v2",
+            partition: 11,
+            offset: 42,
+            timestamp: ts,
+            key,
+            value: Some(b"meta"),
+            headers,
+        };
+    let headers: &'static [Header<'static>] = Box::leak(Box::new(headers));
+    let records = [
+        record(Some(b"user-7"), headers, Some(1_732_550_400_123)),
+        record(Some(b""), &[], None),
+        record(None, &[], Some(-1)),
+    ];
+    let outcomes = PluginWorker::new(plugin).process(&records).unwrap();
+    let got = crate::support::describe(&outcomes);
+    let text = |s: &str| format!("keep [String({s:?}), Int64(42), Null, Null, Null, Null, Null]");
+    assert_eq!(
+        got,
+        [
+            text(
+                "topic=orders.v2 partition=11 ts=Some(1732550400123) key=Some(\"user-7\") \
+                 headers=[(\"source\", Some(\"mobile\")), (\"empty\", Some(\"\")), (\"absent\", None)]"
+            ),
+            text("topic=orders.v2 partition=11 ts=None key=Some(\"\") headers=[]"),
+            text("topic=orders.v2 partition=11 ts=Some(-1) key=None headers=[]"),
+        ]
+    );
+}

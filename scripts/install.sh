@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Installs what building and testing Lineage needs. Idempotent: a second
+# run only checks. Run as root or with sudo available.
+#
+#   scripts/install.sh        everything
+#   scripts/install.sh --check  report what is missing, install nothing
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+check_only=false
+[[ "${1:-}" == "--check" ]] && check_only=true
+
+say() { echo "install: $*" >&2; }
+die() { say "$*"; exit 1; }
+
+# Debian packages the build needs: a C toolchain for the -sys crates
+# (mimalloc), pkg-config to find system libraries.
+APT_PACKAGES=(build-essential pkg-config)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if ((${#missing[@]})); then
+    $check_only && die "missing Debian packages: ${missing[*]}"
+    command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them; install them by hand"
+    sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo="sudo"
+    say "installing ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The toolchain pinned in rust-toolchain.toml, with the plugin target.
+command -v rustup >/dev/null || die "rustup is missing; install it from https://rustup.rs"
+channel=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+# Targets and components are added to the real toolchain; on offline
+# machines that is the installed "stable" of the same release, linked under
+# the pinned name.
+toolchain="$channel"
+if ! rustup toolchain list | grep -q "^$channel"; then
+    stable_version=$(rustup run stable rustc --version 2>/dev/null | awk '{print $2}' || true)
+    if [[ "$stable_version" == "$channel" ]]; then
+        $check_only && die "toolchain $channel is not linked"
+        say "linking toolchain $channel to the installed stable $stable_version"
+        rustup toolchain link "$channel" "$(rustup run stable rustc --print sysroot)"
+        toolchain=stable
+    else
+        $check_only && die "toolchain $channel is missing"
+        say "installing toolchain $channel"
+        rustup toolchain install "$channel" --profile minimal --component rustfmt,clippy
+    fi
+elif [[ -L "$(rustup run "$channel" rustc --print sysroot)" ]] ||
+    [[ "$(readlink -f "$(rustup run "$channel" rustc --print sysroot)")" == "$(readlink -f "$(rustup run stable rustc --print sysroot 2>/dev/null)")" ]]; then
+    toolchain=stable
+fi
+if ! rustup target list --installed --toolchain "$toolchain" | grep -qx wasm32-wasip2; then
+    $check_only && die "the wasm32-wasip2 target is missing"
+    say "adding the wasm32-wasip2 target"
+    rustup target add --toolchain "$toolchain" wasm32-wasip2
+fi
+for component in rustfmt clippy; do
+    rustup component list --installed --toolchain "$toolchain" 2>/dev/null | grep -q "^$component" || {
+        $check_only && die "rustup component $component is missing"
+        rustup component add --toolchain "$toolchain" "$component"
+    }
+done
+
+say "ready: $(rustc --version), wasm32-wasip2"
