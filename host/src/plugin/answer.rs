@@ -452,6 +452,10 @@ impl Decoder<'_, '_> {
         if self.out.bytes.len() - self.start.bytes + len > MAX_ANSWER_BYTES {
             wasmtime::bail!("answer holds more than {MAX_ANSWER_BYTES} bytes");
         }
+        // Spans are 32-bit; a caller that keeps appending must start over.
+        if self.out.bytes.len() + len > u32::MAX as usize {
+            wasmtime::bail!("outcome arena full; process fewer records at a time");
+        }
         Ok(())
     }
 

@@ -81,9 +81,10 @@ unsafe impl Lower for RecordBatch<'_, '_> {
     }
 }
 
-/// A fresh guest allocation of `len` bytes; empty buffers get an aligned
-/// dangling pointer instead of a call into the guest, which every guest
-/// binding treats as an empty list it must not free.
+/// A fresh guest allocation of `len` bytes, not yet checked against the
+/// memory's bounds (see [`at`]); empty buffers get an aligned dangling
+/// pointer instead of a call into the guest, which every guest binding
+/// treats as an empty list it must not free.
 fn alloc<T>(cx: &mut LowerContext<'_, T>, len: usize, align: u32) -> wasmtime::Result<u32> {
     if len == 0 {
         return Ok(align);
@@ -92,21 +93,23 @@ fn alloc<T>(cx: &mut LowerContext<'_, T>, len: usize, align: u32) -> wasmtime::R
         wasmtime::bail!("buffer of {len} bytes too large for a plugin");
     }
     let ptr = cx.realloc(0, 0, align, len)?;
-    // Memory only grows, so a buffer in bounds now stays in bounds.
-    if ptr
-        .checked_add(len)
-        .is_none_or(|end| end > cx.as_slice_mut().len())
-    {
-        wasmtime::bail!("plugin realloc returned {ptr:#x} for {len} bytes, out of bounds");
-    }
-    Ok(ptr as u32)
+    u32::try_from(ptr).map_err(|_| wasmtime::format_err!("plugin realloc returned {ptr:#x}"))
+}
+
+/// The `len` bytes at `ptr`, or an error if the guest's `realloc` handed
+/// out memory it does not have. Memory only grows, so a buffer in bounds
+/// once stays in bounds.
+fn at(memory: &mut [u8], start: usize, len: usize) -> wasmtime::Result<&mut [u8]> {
+    memory.get_mut(start..start + len).ok_or_else(|| {
+        wasmtime::format_err!("plugin realloc returned {start:#x} for {len} bytes, out of bounds")
+    })
 }
 
 /// Copies `bytes` into a fresh guest allocation.
 fn buffer<T>(cx: &mut LowerContext<'_, T>, bytes: &[u8], align: u32) -> wasmtime::Result<u32> {
     let ptr = alloc(cx, bytes.len(), align)?;
     if !bytes.is_empty() {
-        cx.as_slice_mut()[ptr as usize..ptr as usize + bytes.len()].copy_from_slice(bytes);
+        at(cx.as_slice_mut(), ptr as usize, bytes.len())?.copy_from_slice(bytes);
     }
     Ok(ptr)
 }
@@ -158,16 +161,14 @@ fn store<T>(
         });
     }
     let memory = cx.as_slice_mut();
-    let mut copy = |at: u32, bytes: &[u8]| {
-        memory[at as usize..at as usize + bytes.len()].copy_from_slice(bytes);
-    };
     for (record, place) in records.iter().zip(&placed) {
-        copy(place.topic, record.topic.as_bytes());
+        let topic = record.topic.as_bytes();
+        at(memory, place.topic as usize, topic.len())?.copy_from_slice(topic);
         if let Some(key) = record.key {
-            copy(place.key, key);
+            at(memory, place.key as usize, key.len())?.copy_from_slice(key);
         }
         if let Some(value) = record.value {
-            copy(place.value, value);
+            at(memory, place.value as usize, value.len())?.copy_from_slice(value);
         }
     }
     for (i, (record, place)) in records.iter().zip(&placed).enumerate() {
@@ -192,8 +193,7 @@ fn store<T>(
         }
         fixed[64..68].copy_from_slice(&place.headers.to_le_bytes());
         fixed[68..72].copy_from_slice(&(record.headers.len() as u32).to_le_bytes());
-        let at = base as usize + i * RECORD_SIZE;
-        memory[at..at + RECORD_SIZE].copy_from_slice(&fixed);
+        at(memory, base as usize + i * RECORD_SIZE, RECORD_SIZE)?.copy_from_slice(&fixed);
     }
     Ok((base, len))
 }
@@ -211,8 +211,12 @@ fn store_headers<T>(cx: &mut LowerContext<'_, T>, headers: &[Header<'_>]) -> was
             fixed[12..16].copy_from_slice(&ptr.to_le_bytes());
             fixed[16..20].copy_from_slice(&(v.len() as u32).to_le_bytes());
         }
-        let at = base as usize + i * HEADER_SIZE;
-        cx.as_slice_mut()[at..at + HEADER_SIZE].copy_from_slice(&fixed);
+        at(
+            cx.as_slice_mut(),
+            base as usize + i * HEADER_SIZE,
+            HEADER_SIZE,
+        )?
+        .copy_from_slice(&fixed);
     }
     Ok(base)
 }

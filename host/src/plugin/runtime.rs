@@ -18,7 +18,7 @@ use super::component::{Plugin, PluginIdentity};
 use super::config::PluginConfig;
 use super::contract::PluginSchema;
 use super::error::PluginError;
-use super::sandbox::Sandbox;
+use super::sandbox::{Sandbox, add_stopped_timers};
 
 /// How often the engine's epoch advances; call timeouts are counted in these.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -27,9 +27,10 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// loading and swapping need a few more.
 const POOL_INSTANCES: u32 = 64;
 
-/// Fuel for instantiation plus `describe`; generous, since it runs once per
-/// instance, but finite so that a plugin that loops at start-up is refused.
-const START_FUEL: u64 = 1_000_000_000;
+/// Fuel for starting an instance (and `describe`, at load); generous, since
+/// it is spent once per instance, but finite so that a plugin that loops at
+/// start-up is refused.
+pub(super) const START_FUEL: u64 = 1_000_000_000;
 
 pub struct PluginRuntime {
     engine: Engine,
@@ -75,6 +76,7 @@ impl PluginRuntime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| add_stopped_timers(&mut linker))
             .and_then(|()| {
                 bindings::Plugin::add_to_linker::<Sandbox, HasSelf<Sandbox>>(&mut linker, |s| s)
             })

@@ -14,10 +14,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use wasmtime::ResourceLimiter;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Linker, Resource, ResourceTable};
+use wasmtime::{ResourceLimiter, StoreContextMut};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
-use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
+use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamResult, subscribe};
 use wasmtime_wasi::{
     Deterministic, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView,
     WasiView,
@@ -306,6 +306,37 @@ impl tokio::io::AsyncWrite for CapturedStream {
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
     }
+}
+
+/// The WASI version whose monotonic clock [`add_stopped_timers`] replaces;
+/// it must be the one `wasmtime_wasi::p2` links (a test sleeps to check).
+const WASI_CLOCKS: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// Replaces the monotonic clock's timers, which wasmtime-wasi backs with a
+/// real sleep: a plugin that sleeps would block its worker for as long as
+/// it asked, out of reach of fuel and of the epoch deadline, which only
+/// interrupt WebAssembly code. On the stopped clock every timer has already
+/// expired, so sleeping returns at once and waiting for time to pass spins
+/// until fuel runs out, the same on every replay.
+pub fn add_stopped_timers(linker: &mut Linker<Sandbox>) -> wasmtime::Result<()> {
+    fn expired(mut cx: StoreContextMut<'_, Sandbox>) -> wasmtime::Result<(Resource<DynPollable>,)> {
+        let table = &mut cx.data_mut().table;
+        let timer = table.push(Expired)?;
+        Ok((subscribe(table, timer)?,))
+    }
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(WASI_CLOCKS)?;
+    clock.func_wrap("subscribe-duration", |cx, (_,): (u64,)| expired(cx))?;
+    clock.func_wrap("subscribe-instant", |cx, (_,): (u64,)| expired(cx))?;
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+struct Expired;
+
+#[wasmtime_wasi::async_trait]
+impl Pollable for Expired {
+    async fn ready(&mut self) {}
 }
 
 /// Both clocks read zero: time-dependent logic would make replays differ.

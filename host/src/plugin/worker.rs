@@ -19,6 +19,7 @@ use super::bindings::KafkaRecord;
 use super::component::Plugin;
 use super::error::PluginError;
 use super::records::RecordBatch;
+use super::runtime::START_FUEL;
 use super::sandbox::Sandbox;
 
 /// Counters a worker keeps; the pipeline exports them as metrics.
@@ -181,9 +182,7 @@ impl PluginWorker {
         let runtime = self.plugin.runtime();
         let mut store = runtime.store(self.plugin.label().clone());
         if runtime.metered() {
-            store
-                .set_fuel(runtime.config().fuel_per_record.max(100_000_000))
-                .expect("fuel is on");
+            store.set_fuel(START_FUEL).expect("fuel is on");
         }
         let failed = |e: wasmtime::Error| PluginError::Instantiate {
             plugin: self.plugin.identity().to_string(),
@@ -243,7 +242,10 @@ fn failure_reason(
                 .panic_message();
             match panic {
                 Some(panic) => format!("plugin trap: {panic}"),
-                None => format!("plugin trap: {trap}"),
+                None => format!(
+                    "plugin trap: {}",
+                    trap.to_string().trim_start_matches("wasm trap: ")
+                ),
             }
         }
         // Not a trap: the answer could not be lifted (bad pointers, invalid

@@ -154,6 +154,22 @@ fn clocks_and_randomness_are_fixed() {
 }
 
 #[test]
+fn sleeping_takes_no_time_and_waiting_for_time_runs_out_of_fuel() {
+    // A real 30 s sleep would block in the host, where the epoch deadline
+    // cannot interrupt it, and the call would then time out: the one-second
+    // deadline turns a regression into a failure rather than a slow pass.
+    let mut config = config();
+    config.call_timeout = Duration::from_secs(1);
+    let (got, _) = run_hostile(&["sleep", "ok:x"], config.clone());
+    assert_eq!(got, [ok(0, "slept"), ok(1, "x")]);
+    let (reason, _) = isolate("wait", config);
+    assert_eq!(
+        reason,
+        "plugin fuel exhausted: more than --plugin-fuel-per-record=1000000"
+    );
+}
+
+#[test]
 fn output_and_logs_do_not_stop_the_plugin() {
     let (got, worker) = run_hostile(&["print", "log", "ok:z"], config());
     let stats = worker.stats();
