@@ -13,6 +13,13 @@ pub use guest_enrich::INPUT_SCHEMA;
 static SCHEMA: LazyLock<Schema> =
     LazyLock::new(|| Schema::parse_str(INPUT_SCHEMA).expect("input-event.avsc is valid Avro"));
 
+// Resolved once: resolving the schema per value would dominate encoding.
+static WRITER: LazyLock<GenericDatumWriter<'static>> = LazyLock::new(|| {
+    GenericDatumWriter::builder(&SCHEMA)
+        .build()
+        .expect("input-event.avsc resolves")
+});
+
 /// What a generated value is, and so where it must end up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
@@ -42,9 +49,7 @@ pub fn encode(uuid: &str, timestamp_ms: i64) -> Vec<u8> {
         ("uuid".into(), Value::String(uuid.into())),
         ("timestamp".into(), Value::Long(timestamp_ms)),
     ]);
-    GenericDatumWriter::builder(&SCHEMA)
-        .build()
-        .expect("schema resolves")
+    WRITER
         .write_value_to_vec(value)
         .expect("InputEvent encodes")
 }

@@ -45,9 +45,9 @@ const _: () = {
 /// Most bytes one answer may make the host copy. Bounds what a hostile
 /// plugin can make the host allocate by pointing many values at one large
 /// string.
-pub const MAX_ANSWER_BYTES: usize = 256 << 20;
+const MAX_ANSWER_BYTES: usize = 256 << 20;
 /// Most values (all rows together) one answer may hold.
-pub const MAX_ANSWER_VALUES: usize = 16 << 20;
+const MAX_ANSWER_VALUES: usize = 16 << 20;
 
 /// One value of a kept row, borrowed from [`Outcomes`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -250,11 +250,6 @@ impl Outcomes {
         self.entries.truncate(mark.entries);
         self.cells.truncate(mark.cells);
         self.bytes.truncate(mark.bytes);
-    }
-
-    /// Outcomes appended since `mark`.
-    pub fn since(&self, mark: Mark) -> usize {
-        self.entries.len() - mark.entries
     }
 
     /// Turns kept rows appended since `mark` that `check` rejects into drops
@@ -480,8 +475,7 @@ impl Decoder<'_, '_> {
                 if len & UTF16_TAG != 0 {
                     self.utf16(ptr, len & !UTF16_TAG)
                 } else {
-                    let src = slice(self.memory, ptr, len, 1, 1)?;
-                    let text: String = src.iter().map(|&b| char::from(b)).collect();
+                    let text = latin1(slice(self.memory, ptr, len, 1, 1)?);
                     self.reserve(text.len())?;
                     Ok(self.out.push_bytes(text.as_bytes()))
                 }
@@ -490,16 +484,25 @@ impl Decoder<'_, '_> {
     }
 
     fn utf16(&mut self, ptr: u32, units: u32) -> wasmtime::Result<Span> {
-        let src = slice(self.memory, ptr, units, 2, 2)?;
-        let text = char::decode_utf16(
-            src.chunks_exact(2)
-                .map(|u| u16::from_le_bytes([u[0], u[1]])),
-        )
-        .collect::<Result<String, _>>()
-        .map_err(|e| wasmtime::format_err!("string at {ptr:#x} is not UTF-16: {e}"))?;
+        let text = utf16(slice(self.memory, ptr, units, 2, 2)?)
+            .map_err(|e| wasmtime::format_err!("string at {ptr:#x} is not UTF-16: {e}"))?;
         self.reserve(text.len())?;
         Ok(self.out.push_bytes(text.as_bytes()))
     }
+}
+
+/// Little-endian UTF-16 code units, as the canonical ABI stores them.
+fn utf16(units: &[u8]) -> Result<String, std::char::DecodeUtf16Error> {
+    char::decode_utf16(
+        units
+            .chunks_exact(2)
+            .map(|u| u16::from_le_bytes([u[0], u[1]])),
+    )
+    .collect()
+}
+
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
 }
 
 #[cfg(test)]
@@ -513,7 +516,7 @@ mod tests {
         let mark = a.mark();
         a.push_keep([ValueRef::String("hello"), ValueRef::Int64(7)]);
         a.push_keep([ValueRef::Bytes(b"x")]);
-        assert_eq!(a.since(mark), 2);
+        assert_eq!(a.len(), 3);
         a.check_since(mark, |row| {
             if row.len() == 2 {
                 Ok(())
@@ -535,6 +538,17 @@ mod tests {
         assert_eq!(a.len(), 1);
         a.push_keep([ValueRef::Boolean(true)]);
         assert_eq!(format!("{:?}", a.get(1)), "Some(Keep([Boolean(true)]))");
+    }
+
+    #[test]
+    fn decodes_the_other_string_encodings() {
+        let units: Vec<u8> = "héllo €𝄞"
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        assert_eq!(utf16(&units).unwrap(), "héllo €𝄞");
+        assert!(utf16(&[0x00, 0xd8]).is_err(), "a lone surrogate");
+        assert_eq!(latin1(&[b'c', 0xe9, b'!']), "cé!");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use super::bindings::KafkaRecord;
 
 /// Bytes a record occupies once lowered into the guest.
-pub fn record_size(record: &KafkaRecord<'_>) -> u64 {
+fn record_size(record: &KafkaRecord<'_>) -> u64 {
     let headers: usize = record
         .headers
         .iter()

@@ -17,12 +17,11 @@ mod runtime;
 mod sandbox;
 mod worker;
 
-pub use answer::{MAX_ANSWER_BYTES, MAX_ANSWER_VALUES, Mark, OutcomeRef, Outcomes, Row, ValueRef};
-pub use batch::{batches, record_size};
-pub use bindings::{Column, ColumnType, Header, KafkaRecord, Level, PluginInfo};
+pub use answer::{Mark, OutcomeRef, Outcomes, Row, ValueRef};
+pub use bindings::{Column, ColumnType, Header, KafkaRecord, PluginInfo};
 pub use component::{Plugin, PluginIdentity};
 pub use config::{PluginConfig, parse_size};
-pub use contract::{PluginSchema, RESERVED_COLUMNS, type_name};
+pub use contract::{PluginSchema, type_name};
 pub use error::PluginError;
-pub use runtime::{EPOCH_TICK, PluginRuntime};
+pub use runtime::PluginRuntime;
 pub use worker::{PluginWorker, WorkerStats};

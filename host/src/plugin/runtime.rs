@@ -21,7 +21,7 @@ use super::error::PluginError;
 use super::sandbox::{Sandbox, add_stopped_timers};
 
 /// How often the engine's epoch advances; call timeouts are counted in these.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Instances the pooling allocator holds slots for. Workers keep one each;
 /// loading and swapping need a few more.
@@ -96,10 +96,6 @@ impl PluginRuntime {
 
     pub fn config(&self) -> &PluginConfig {
         &self.config
-    }
-
-    pub fn engine(&self) -> &Engine {
-        &self.engine
     }
 
     pub(super) fn metered(&self) -> bool {
