@@ -24,7 +24,6 @@ impl Guest for Enrich {
                         ColumnKind::String => ColumnType::String,
                         ColumnKind::Int32 => ColumnType::Int32,
                         ColumnKind::Int64 => ColumnType::Int64,
-                        ColumnKind::TimestampMs => ColumnType::TimestampMs,
                     },
                     nullable,
                 })
@@ -40,7 +39,7 @@ impl Guest for Enrich {
             .map(|record| match crate::enrich(record.value.as_deref()) {
                 Ok(event) => Outcome::Keep(vec![
                     Value::String(event.uuid),
-                    Value::TimestampMs(event.timestamp),
+                    Value::Int64(event.timestamp),
                     Value::String(record.topic),
                     Value::Int32(record.partition),
                     Value::Int64(record.offset),

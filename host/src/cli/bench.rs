@@ -166,7 +166,7 @@ fn native_enrich(record: &KafkaRecord<'_>, out: &mut Outcomes) {
     match guest_enrich::enrich(record.value) {
         Ok(event) => out.push_keep([
             ValueRef::String(&event.uuid),
-            ValueRef::TimestampMs(event.timestamp),
+            ValueRef::Int64(event.timestamp),
             ValueRef::String(record.topic),
             ValueRef::Int32(record.partition),
             ValueRef::Int64(record.offset),

@@ -39,7 +39,7 @@ fn inspect_prints_the_columns() {
     assert!(text.starts_with("plugin   enrich 0.1.0\n"), "{text}");
     for line in [
         "uuid             string        not null",
-        "timestamp        timestamp-ms  not null, event time: decides the output hour",
+        "timestamp        int64         not null, event time: decides the output hour",
         "kafka_partition  int32         not null",
         "checkpoint_id    int64         not null, added by the host",
         "input    Avro record com.lineage.InputEvent",

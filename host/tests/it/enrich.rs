@@ -24,7 +24,7 @@ fn describes_the_seed_schema() {
         columns,
         [
             ("uuid", ColumnType::String, false),
-            ("timestamp", ColumnType::TimestampMs, false),
+            ("timestamp", ColumnType::Int64, false),
             ("kafka_topic", ColumnType::String, false),
             ("kafka_partition", ColumnType::Int32, false),
             ("kafka_offset", ColumnType::Int64, false),
@@ -66,7 +66,7 @@ fn keeps_valid_records_and_drops_each_kind_of_invalid_one() {
 
     let kept = |offset: i64, ts: i64| {
         format!(
-            "keep [String({uuid:?}), TimestampMs({ts}), String(\"events\"), Int32(7), Int64({offset})]"
+            "keep [String({uuid:?}), Int64({ts}), String(\"events\"), Int32(7), Int64({offset})]"
         )
     };
     assert_eq!(got[0], kept(100, TS));
