@@ -4,6 +4,13 @@
 //! `cli` is the edge that wires them to commands.
 
 pub mod cli;
+pub mod commit;
 pub mod error;
 pub mod events;
+pub mod failpoints;
+pub mod pipeline;
 pub mod plugin;
+pub mod retry;
+pub mod sink;
+pub mod source;
+pub mod store;

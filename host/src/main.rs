@@ -27,6 +27,29 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match command {
+        Command::Run(args) => {
+            let summary = cli::run::run_until_signalled(*args)?;
+            tracing::info!(
+                consumed = summary.consumed,
+                kept = summary.kept,
+                dropped = summary.dropped,
+                checkpoints = summary.checkpoints,
+                files = summary.files,
+                "stopped"
+            );
+        }
+        Command::Generate(args) => {
+            let (stop, stopped) = lineage::pipeline::StopHandle::new();
+            cli::run::spawn_signal_handler(stop)?;
+            let done = cli::generate::generate(&args, Some(stopped), None)?;
+            eprintln!(
+                "generate: {} records to {} ({} invalid, {} not delivered)",
+                done.records, args.kafka.topic, done.invalid, done.failed
+            );
+            if done.failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
         Command::Plugin(PluginCommand::Inspect {
             component,
             json,

@@ -2,7 +2,9 @@
 //! variable.
 
 pub mod bench;
+pub mod generate;
 pub mod plugin;
+pub mod run;
 
 use std::path::PathBuf;
 
@@ -30,6 +32,13 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Consume the topic, run the plugin, write Parquet, exactly once; stops
+    /// cleanly on SIGTERM or SIGINT.
+    Run(Box<run::RunArgs>),
+
+    /// Produce the seed's InputEvent records, some invalid, to a topic.
+    Generate(generate::GenerateArgs),
+
     /// Inspect a plugin, or run it over sample records.
     #[command(subcommand)]
     Plugin(PluginCommand),

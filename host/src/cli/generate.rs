@@ -1,0 +1,221 @@
+//! `lineage generate`: the seed's InputEvent records, some of them invalid,
+//! produced to a topic at a rate or up to a count. Replaces the seed's
+//! Python generator.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use rdkafka::ClientContext;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+
+use super::run::KafkaArgs;
+use crate::events::{self, EventKind};
+use crate::source::{KafkaSettings, SourceError, producer_config};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// Records per second; 0 produces as fast as the broker takes them.
+    #[arg(long, env = "GENERATE_RATE", default_value_t = 10.0)]
+    pub rate: f64,
+
+    /// Stop after this many records; without it, run until stopped.
+    #[arg(long, env = "GENERATE_COUNT")]
+    pub count: Option<u64>,
+
+    /// Share of invalid records (garbage bytes, empty values, bad uuids),
+    /// from 0 to 1.
+    #[arg(long, env = "GENERATE_INVALID_SHARE", default_value_t = 0.0)]
+    pub invalid_share: f64,
+
+    /// Sequence number of the first record; its uuid and validity derive
+    /// from it, so that runs can be checked record by record.
+    #[arg(long, env = "GENERATE_START", default_value_t = 0)]
+    pub start: u64,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Generated {
+    pub records: u64,
+    pub invalid: u64,
+    pub failed: u64,
+}
+
+#[derive(Default)]
+struct Delivery {
+    failed: AtomicU64,
+}
+
+impl ClientContext for Delivery {}
+
+impl ProducerContext for Delivery {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result
+            && self.failed.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            tracing::error!(error = %e, "a record could not be delivered");
+        }
+    }
+}
+
+/// Which kind record `n` is: deterministic, so tests and users can predict
+/// where each record must end up.
+pub fn kind_of(n: u64, invalid_share: f64) -> EventKind {
+    let mut x = n.wrapping_add(0x632b_e59b_d9b4_e019);
+    x = (x ^ (x >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    if (x as f64 / u64::MAX as f64) >= invalid_share {
+        return EventKind::Valid;
+    }
+    match n % 3 {
+        0 => EventKind::Garbage,
+        1 => EventKind::Empty,
+        _ => EventKind::BadUuid,
+    }
+}
+
+pub fn generate(
+    args: &GenerateArgs,
+    stop: Option<Receiver<()>>,
+    progress: Option<Arc<AtomicU64>>,
+) -> Result<Generated, SourceError> {
+    if !(0.0..=1.0).contains(&args.invalid_share) {
+        return Err(SourceError::Config {
+            setting: "GENERATE_INVALID_SHARE",
+            detail: format!("{} is not between 0 and 1", args.invalid_share),
+        });
+    }
+    if args.rate < 0.0 || !args.rate.is_finite() {
+        return Err(SourceError::Config {
+            setting: "GENERATE_RATE",
+            detail: format!("{} is not a rate", args.rate),
+        });
+    }
+    let settings = KafkaSettings {
+        bootstrap_servers: args.kafka.bootstrap_servers.clone(),
+        topic: args.kafka.topic.clone(),
+        security_protocol: args.kafka.security_protocol.clone(),
+        group_id: String::new(),
+        properties: args.kafka.properties.clone(),
+    };
+    let producer: BaseProducer<Delivery> = producer_config(&settings)
+        .create_with_context(Delivery::default())
+        .map_err(|e| SourceError::Config {
+            setting: "KAFKA_PROPERTIES",
+            detail: e.to_string(),
+        })?;
+    let partitions = partition_count(&producer, &settings)?;
+    let started = Instant::now();
+    let mut last_report = started;
+    let mut out = Generated::default();
+    let mut n = args.start;
+    loop {
+        if args.count.is_some_and(|c| out.records >= c) {
+            break;
+        }
+        if stop.as_ref().is_some_and(|s| s.try_recv().is_ok()) {
+            break;
+        }
+        if args.rate > 0.0 {
+            // Hold the rate: wait for this record's slot.
+            let due = started + Duration::from_secs_f64(out.records as f64 / args.rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let kind = kind_of(n, args.invalid_share);
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let value = events::value(kind, n, now_ms);
+        let key = events::uuid_for(n).to_string();
+        let partition = (n % partitions as u64) as i32;
+        let mut record = BaseRecord::to(&settings.topic)
+            .partition(partition)
+            .key(key.as_bytes())
+            .payload(&value)
+            .timestamp(now_ms);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    r,
+                )) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(SourceError::Kafka(e)),
+            }
+        }
+        producer.poll(Duration::ZERO);
+        out.records += 1;
+        if kind != EventKind::Valid {
+            out.invalid += 1;
+        }
+        if let Some(p) = &progress {
+            p.store(out.records, Ordering::Relaxed);
+        }
+        n += 1;
+        if last_report.elapsed() >= Duration::from_secs(5) {
+            last_report = Instant::now();
+            tracing::info!(
+                records = out.records,
+                invalid = out.invalid,
+                per_second = (out.records as f64 / started.elapsed().as_secs_f64()) as u64,
+                "generating"
+            );
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .map_err(SourceError::Kafka)?;
+    out.failed = producer.context().failed.load(Ordering::Relaxed);
+    Ok(out)
+}
+
+fn partition_count(
+    producer: &BaseProducer<Delivery>,
+    settings: &KafkaSettings,
+) -> Result<usize, SourceError> {
+    let metadata = producer
+        .client()
+        .fetch_metadata(Some(&settings.topic), Duration::from_secs(10))
+        .map_err(|source| SourceError::Unreachable {
+            servers: settings.bootstrap_servers.clone(),
+            source,
+        })?;
+    metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == settings.topic && t.error().is_none())
+        .map(|t| t.partitions().len())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| SourceError::Topic {
+            topic: settings.topic.clone(),
+            detail: "does not exist (create it first)".into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_invalid_share_is_respected_and_deterministic() {
+        let n = 100_000;
+        let invalid = (0..n)
+            .filter(|&i| kind_of(i, 0.1) != EventKind::Valid)
+            .count();
+        assert!((9_000..11_000).contains(&invalid), "{invalid}");
+        assert!((0..1000).all(|i| kind_of(i, 0.0) == EventKind::Valid));
+        assert!((0..1000).all(|i| kind_of(i, 1.0) != EventKind::Valid));
+        assert_eq!(kind_of(42, 0.3), kind_of(42, 0.3));
+    }
+}

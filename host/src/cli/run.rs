@@ -1,0 +1,183 @@
+//! `lineage run`: the production job, configured by the seed's environment
+//! variables.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parquet::basic::{Compression, ZstdLevel};
+
+use crate::pipeline::{RunSettings, Stats, StopHandle, Summary, run};
+use crate::plugin::{PluginConfig, parse_size};
+use crate::sink::FileSettings;
+use crate::source::{KafkaSettings, parse_property};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaArgs {
+    /// Kafka brokers, host:port[,host:port...].
+    #[arg(long = "kafka-bootstrap-servers", env = "KAFKA_BOOTSTRAP_SERVERS")]
+    pub bootstrap_servers: String,
+
+    /// The topic to read (or, for `generate`, to write).
+    #[arg(long = "kafka-topic", env = "KAFKA_TOPIC")]
+    pub topic: String,
+
+    /// PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL (MSK over TLS: SSL).
+    #[arg(
+        long = "kafka-security-protocol",
+        env = "KAFKA_SECURITY_PROTOCOL",
+        default_value = "PLAINTEXT"
+    )]
+    pub security_protocol: String,
+
+    /// Any librdkafka property as key=value, repeatable; in KAFKA_PROPERTIES
+    /// comma-separated. Wins over Lineage's own settings.
+    #[arg(long = "kafka-property", env = "KAFKA_PROPERTIES", value_delimiter = ',', value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Codec {
+    Zstd,
+    Snappy,
+    None,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+
+    /// The consumer group; every replica of one pipeline uses the same.
+    #[arg(
+        long = "kafka-group-id",
+        env = "KAFKA_GROUP_ID",
+        default_value = "lineage"
+    )]
+    pub group_id: String,
+
+    /// Where kept rows go: a directory, file://, s3://bucket/prefix or
+    /// memory://name/prefix.
+    #[arg(long = "output-path", env = "OUTPUT_PATH")]
+    pub output_path: String,
+
+    /// Where dropped records go.
+    #[arg(long = "dropped-path", env = "DROPPED_PATH")]
+    pub dropped_path: String,
+
+    /// The write-ahead commit log.
+    #[arg(
+        long = "write-ahead-commit-log-path",
+        env = "WRITE_AHEAD_COMMIT_LOG_PATH"
+    )]
+    pub commit_log_path: String,
+
+    /// The plugin component (.wasm).
+    #[arg(long = "plugin-path", env = "PLUGIN_PATH")]
+    pub plugin_path: PathBuf,
+
+    /// Time between checkpoints; data becomes visible at each.
+    #[arg(long = "checkpoint-interval", env = "CHECKPOINT_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub checkpoint_interval: Duration,
+
+    /// This replica's index (the StatefulSet ordinal): names its commit log
+    /// entries, chk-N/subtask-K.csv.
+    #[arg(long = "subtask-index", env = "SUBTASK_INDEX", default_value_t = 0)]
+    pub subtask_index: u32,
+
+    /// Threads running the plugin and writing files; default: one per core.
+    #[arg(long = "workers", env = "WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Memory for open files and batches in flight, across all partitions;
+    /// past it files are sealed early and consumption pauses.
+    #[arg(long = "memory-budget", env = "MEMORY_BUDGET", default_value = "512MiB", value_parser = parse_size)]
+    pub memory_budget: u64,
+
+    /// A file this large is closed and a new one started.
+    #[arg(long = "max-file-size", env = "MAX_FILE_SIZE", default_value = "256MiB", value_parser = parse_size)]
+    pub max_file_size: u64,
+
+    #[arg(long = "parquet-compression", env = "PARQUET_COMPRESSION", value_enum, default_value_t = Codec::Zstd)]
+    pub compression: Codec,
+
+    /// How long a graceful stop may take to commit what was consumed.
+    #[arg(long = "shutdown-timeout", env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// Run on a store that ignores create-if-absent writes (garage): one
+    /// instance only, no fencing.
+    #[arg(long = "single-writer", env = "SINGLE_WRITER")]
+    pub single_writer: bool,
+
+    #[command(flatten)]
+    pub plugin: PluginConfig,
+}
+
+impl RunArgs {
+    pub fn settings(&self) -> RunSettings {
+        let workers = self
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        RunSettings {
+            kafka: KafkaSettings {
+                bootstrap_servers: self.kafka.bootstrap_servers.clone(),
+                topic: self.kafka.topic.clone(),
+                security_protocol: self.kafka.security_protocol.clone(),
+                group_id: self.group_id.clone(),
+                properties: self.kafka.properties.clone(),
+            },
+            output: self.output_path.clone(),
+            dropped: self.dropped_path.clone(),
+            commit_log: self.commit_log_path.clone(),
+            plugin_path: self.plugin_path.clone(),
+            plugin: self.plugin.clone(),
+            checkpoint_interval: self.checkpoint_interval,
+            subtask: self.subtask_index,
+            workers,
+            memory_budget: self.memory_budget,
+            files: FileSettings {
+                max_file_bytes: self.max_file_size,
+                compression: match self.compression {
+                    Codec::Zstd => Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")),
+                    Codec::Snappy => Compression::SNAPPY,
+                    Codec::None => Compression::UNCOMPRESSED,
+                },
+                ..FileSettings::default()
+            },
+            shutdown_timeout: self.shutdown_timeout,
+            single_writer: self.single_writer,
+            batch_records: self.plugin.batch_records,
+        }
+    }
+}
+
+/// Runs until SIGTERM or SIGINT; a second signal exits at once.
+pub fn run_until_signalled(args: RunArgs) -> Result<Summary, crate::pipeline::RunError> {
+    let (stop, stopped) = StopHandle::new();
+    spawn_signal_handler(stop)?;
+    run(args.settings(), Arc::new(Stats::default()), stopped)
+}
+
+pub fn spawn_signal_handler(stop: StopHandle) -> Result<(), crate::pipeline::RunError> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(|e| {
+        crate::pipeline::RunError::Thread(format!("installing signal handlers: {e}"))
+    })?;
+    std::thread::Builder::new()
+        .name("lineage-signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for signal in signals.forever() {
+                seen += 1;
+                if seen > 1 {
+                    eprintln!("second signal: exiting without committing");
+                    std::process::exit(128 + signal);
+                }
+                tracing::info!(signal, "signal received; stopping");
+                stop.stop();
+            }
+        })
+        .map_err(|e| crate::pipeline::RunError::Thread(e.to_string()))?;
+    Ok(())
+}

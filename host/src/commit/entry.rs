@@ -1,0 +1,452 @@
+//! One commit of the write-ahead commit log, and its CSV form.
+//!
+//! The same CSV bytes are the commit point (`_commits/<seq>.csv`) and the
+//! seed-compatible view (`chk-<N>/subtask-<K>.csv`), so that `cat
+//! chk-5/subtask-*.csv` answers "which files did checkpoint 5 commit" and
+//! recovery can rebuild a missing view by copying. The first three columns
+//! are the seed's; the rest are what the protocol needs.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::CommitError;
+
+/// Who wrote a commit: the subtask index (the StatefulSet ordinal) and the
+/// incarnation, a fresh id per process start, so that a restarted process
+/// fences its own predecessor.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Owner {
+    pub subtask: u32,
+    pub incarnation: String,
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "subtask {} ({})", self.subtask, self.incarnation)
+    }
+}
+
+/// A Kafka partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+/// Which output a file belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileKind {
+    Data,
+    Dropped,
+}
+
+impl fmt::Display for FileKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            FileKind::Data => "data",
+            FileKind::Dropped => "dropped",
+        })
+    }
+}
+
+/// How a staged file becomes visible at its final key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Publish {
+    /// Complete this multipart upload at the final key (S3 and the like).
+    Multipart {
+        upload_id: String,
+        parts: Vec<String>,
+    },
+    /// Rename this hidden staging object to the final key (local disk).
+    Rename { staging: String },
+}
+
+impl Publish {
+    fn encode(&self) -> String {
+        match self {
+            Publish::Multipart { upload_id, parts } => {
+                format!("multipart:{upload_id}:{}", parts.join(";"))
+            }
+            Publish::Rename { staging } => format!("rename:{staging}"),
+        }
+    }
+
+    fn decode(s: &str) -> Option<Self> {
+        if let Some(rest) = s.strip_prefix("rename:") {
+            return Some(Publish::Rename {
+                staging: rest.to_owned(),
+            });
+        }
+        let rest = s.strip_prefix("multipart:")?;
+        let (upload_id, parts) = rest.split_once(':')?;
+        Some(Publish::Multipart {
+            upload_id: upload_id.to_owned(),
+            parts: parts
+                .split(';')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
+}
+
+/// A file a commit made (or will make) visible.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedFile {
+    pub kind: FileKind,
+    /// Unique id, also the name of its staging journal entry.
+    pub id: String,
+    /// Full URL of the final object.
+    pub url: String,
+    /// Key of the final object inside its store.
+    pub key: String,
+    pub source: TopicPartition,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub records: u64,
+    pub bytes: u64,
+    pub publish: Publish,
+}
+
+/// The records of one partition a commit accounts for: every offset in
+/// `first..=last` is in exactly one of the commit's files (or is a gap
+/// Kafka left, such as a transaction marker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetRange {
+    pub source: TopicPartition,
+    pub first: i64,
+    pub last: i64,
+    pub records: u64,
+}
+
+/// A claim: from this commit on, `owner` alone may commit this partition,
+/// starting at `next`. Written when a partition is assigned; it fences
+/// every earlier owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub source: TopicPartition,
+    pub next: i64,
+}
+
+/// The plugin build that produced a commit's files.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PluginStamp {
+    pub name: String,
+    pub version: String,
+    pub sha256: String,
+}
+
+/// One commit: a checkpoint (files and offset ranges) and/or claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    /// Position in the global commit sequence.
+    pub seq: u64,
+    /// The checkpoint number within `owner.subtask`'s own sequence; 0 for a
+    /// commit that only claims partitions.
+    pub checkpoint: u64,
+    pub owner: Owner,
+    /// RFC 3339, UTC, milliseconds.
+    pub timestamp: String,
+    pub plugin: PluginStamp,
+    pub claims: Vec<Claim>,
+    pub ranges: Vec<OffsetRange>,
+    pub files: Vec<CommittedFile>,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Row {
+    checkpoint_id: u64,
+    s3_key: String,
+    commit_timestamp: String,
+    kind: String,
+    topic: String,
+    partition: Option<i32>,
+    first_offset: Option<i64>,
+    last_offset: Option<i64>,
+    record_count: Option<u64>,
+    byte_size: Option<u64>,
+    subtask: u32,
+    commit_seq: u64,
+    owner: String,
+    plugin_name: String,
+    plugin_version: String,
+    plugin_sha256: String,
+    file_id: String,
+    publish: String,
+}
+
+/// The header line, for documentation and tests.
+pub const HEADER: &str = "checkpoint_id,s3_key,commit_timestamp,kind,topic,partition,first_offset,last_offset,record_count,byte_size,subtask,commit_seq,owner,plugin_name,plugin_version,plugin_sha256,file_id,publish";
+
+impl Commit {
+    pub fn to_csv(&self) -> Vec<u8> {
+        let base = || Row {
+            checkpoint_id: self.checkpoint,
+            commit_timestamp: self.timestamp.clone(),
+            subtask: self.owner.subtask,
+            commit_seq: self.seq,
+            owner: self.owner.incarnation.clone(),
+            plugin_name: self.plugin.name.clone(),
+            plugin_version: self.plugin.version.clone(),
+            plugin_sha256: self.plugin.sha256.clone(),
+            ..Row::default()
+        };
+        let mut rows = Vec::new();
+        for f in &self.files {
+            rows.push(Row {
+                s3_key: f.url.clone(),
+                kind: f.kind.to_string(),
+                topic: f.source.topic.clone(),
+                partition: Some(f.source.partition),
+                first_offset: Some(f.first_offset),
+                last_offset: Some(f.last_offset),
+                record_count: Some(f.records),
+                byte_size: Some(f.bytes),
+                file_id: f.id.clone(),
+                publish: format!("{}|{}", f.key, f.publish.encode()),
+                ..base()
+            });
+        }
+        for r in &self.ranges {
+            rows.push(Row {
+                kind: "offsets".into(),
+                topic: r.source.topic.clone(),
+                partition: Some(r.source.partition),
+                first_offset: Some(r.first),
+                last_offset: Some(r.last),
+                record_count: Some(r.records),
+                ..base()
+            });
+        }
+        for c in &self.claims {
+            rows.push(Row {
+                kind: "claim".into(),
+                topic: c.source.topic.clone(),
+                partition: Some(c.source.partition),
+                first_offset: Some(c.next),
+                ..base()
+            });
+        }
+        // A commit with nothing in it still says who and when.
+        if rows.is_empty() {
+            rows.push(Row {
+                kind: "empty".into(),
+                ..base()
+            });
+        }
+        let mut out = csv::Writer::from_writer(Vec::new());
+        for row in rows {
+            out.serialize(row).expect("writing CSV to memory");
+        }
+        out.into_inner().expect("flushing CSV to memory")
+    }
+
+    /// Parses a commit; `what` names the object for error messages.
+    pub fn from_csv(bytes: &[u8], what: &str) -> Result<Self, CommitError> {
+        let bad = |detail: String| CommitError::Corrupt {
+            object: what.to_owned(),
+            detail,
+        };
+        let mut reader = csv::Reader::from_reader(bytes);
+        let header = reader
+            .headers()
+            .map_err(|e| bad(e.to_string()))?
+            .iter()
+            .collect::<Vec<_>>()
+            .join(",");
+        if header != HEADER {
+            return Err(bad(format!("unexpected header {header:?}")));
+        }
+        let mut commit: Option<Commit> = None;
+        for (i, row) in reader.deserialize::<Row>().enumerate() {
+            let row = row.map_err(|e| bad(format!("row {}: {e}", i + 1)))?;
+            let c = commit.get_or_insert_with(|| Commit {
+                seq: row.commit_seq,
+                checkpoint: row.checkpoint_id,
+                owner: Owner {
+                    subtask: row.subtask,
+                    incarnation: row.owner.clone(),
+                },
+                timestamp: row.commit_timestamp.clone(),
+                plugin: PluginStamp {
+                    name: row.plugin_name.clone(),
+                    version: row.plugin_version.clone(),
+                    sha256: row.plugin_sha256.clone(),
+                },
+                claims: Vec::new(),
+                ranges: Vec::new(),
+                files: Vec::new(),
+            });
+            if row.commit_seq != c.seq || row.checkpoint_id != c.checkpoint {
+                return Err(bad(format!("row {} belongs to another commit", i + 1)));
+            }
+            let source = || -> Result<TopicPartition, CommitError> {
+                Ok(TopicPartition {
+                    topic: row.topic.clone(),
+                    partition: row
+                        .partition
+                        .ok_or_else(|| bad(format!("row {}: no partition", i + 1)))?,
+                })
+            };
+            let need = |v: Option<i64>, name: &str| {
+                v.ok_or_else(|| bad(format!("row {}: no {name}", i + 1)))
+            };
+            match row.kind.as_str() {
+                "data" | "dropped" => {
+                    let (key, publish) = row
+                        .publish
+                        .split_once('|')
+                        .and_then(|(k, p)| Some((k.to_owned(), Publish::decode(p)?)))
+                        .ok_or_else(|| {
+                            bad(format!("row {}: bad publish {:?}", i + 1, row.publish))
+                        })?;
+                    c.files.push(CommittedFile {
+                        kind: if row.kind == "data" {
+                            FileKind::Data
+                        } else {
+                            FileKind::Dropped
+                        },
+                        id: row.file_id.clone(),
+                        url: row.s3_key.clone(),
+                        key,
+                        source: source()?,
+                        first_offset: need(row.first_offset, "first_offset")?,
+                        last_offset: need(row.last_offset, "last_offset")?,
+                        records: row.record_count.unwrap_or(0),
+                        bytes: row.byte_size.unwrap_or(0),
+                        publish,
+                    });
+                }
+                "offsets" => c.ranges.push(OffsetRange {
+                    source: source()?,
+                    first: need(row.first_offset, "first_offset")?,
+                    last: need(row.last_offset, "last_offset")?,
+                    records: row.record_count.unwrap_or(0),
+                }),
+                "claim" => c.claims.push(Claim {
+                    source: source()?,
+                    next: need(row.first_offset, "first_offset")?,
+                }),
+                "empty" => {}
+                other => return Err(bad(format!("row {}: unknown kind {other:?}", i + 1))),
+            }
+        }
+        commit.ok_or_else(|| bad("no rows".into()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition {
+            topic: "events".into(),
+            partition: p,
+        }
+    }
+
+    fn sample() -> Commit {
+        Commit {
+            seq: 42,
+            checkpoint: 5,
+            owner: Owner {
+                subtask: 1,
+                incarnation: "b6f7".into(),
+            },
+            timestamp: "2026-11-25T20:00:00.123Z".into(),
+            plugin: PluginStamp {
+                name: "enrich".into(),
+                version: "0.1.0".into(),
+                sha256: "ab".repeat(32),
+            },
+            claims: vec![Claim {
+                source: tp(9),
+                next: 0,
+            }],
+            ranges: vec![OffsetRange {
+                source: tp(3),
+                first: 100,
+                last: 199,
+                records: 100,
+            }],
+            files: vec![
+                CommittedFile {
+                    kind: FileKind::Data,
+                    id: "f1".into(),
+                    url: "s3://b/out/year=2024/month=11/day=25/hour=16/part-events-3-100-f1.parquet"
+                        .into(),
+                    key: "out/year=2024/month=11/day=25/hour=16/part-events-3-100-f1.parquet".into(),
+                    source: tp(3),
+                    first_offset: 100,
+                    last_offset: 199,
+                    records: 97,
+                    bytes: 4096,
+                    publish: Publish::Multipart {
+                        upload_id: "u-1".into(),
+                        parts: vec!["e1".into(), "e2".into()],
+                    },
+                },
+                CommittedFile {
+                    kind: FileKind::Dropped,
+                    id: "f2".into(),
+                    url: "/data/dropped/year=2024/month=11/day=25/hour=16/part-events-3-117-f2.parquet"
+                        .into(),
+                    key: "year=2024/month=11/day=25/hour=16/part-events-3-117-f2.parquet".into(),
+                    source: tp(3),
+                    first_offset: 117,
+                    last_offset: 190,
+                    records: 3,
+                    bytes: 2048,
+                    publish: Publish::Rename {
+                        staging: ".lineage-staging/events/3/f2.parquet.inprogress".into(),
+                    },
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trips_and_keeps_the_seed_columns_first() {
+        let commit = sample();
+        let csv = commit.to_csv();
+        let text = String::from_utf8(csv.clone()).unwrap();
+        assert!(
+            text.starts_with("checkpoint_id,s3_key,commit_timestamp,"),
+            "{text}"
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(lines[1].starts_with(
+            "5,s3://b/out/year=2024/month=11/day=25/hour=16/part-events-3-100-f1.parquet,2026-11-25T20:00:00.123Z,data,"
+        ));
+        assert_eq!(Commit::from_csv(&csv, "t").unwrap(), commit);
+    }
+
+    #[test]
+    fn an_empty_commit_still_has_a_row() {
+        let mut commit = sample();
+        commit.files.clear();
+        commit.ranges.clear();
+        commit.claims.clear();
+        let parsed = Commit::from_csv(&commit.to_csv(), "t").unwrap();
+        assert_eq!(parsed, commit);
+    }
+
+    #[test]
+    fn corruption_is_reported_with_the_object() {
+        let err = Commit::from_csv(b"a,b\n1,2\n", "_commits/7.csv").unwrap_err();
+        assert!(err.to_string().contains("_commits/7.csv"), "{err}");
+        let mut csv = sample().to_csv();
+        csv.truncate(csv.len() - 30);
+        assert!(Commit::from_csv(&csv, "x").is_err());
+    }
+}

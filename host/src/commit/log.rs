@@ -1,0 +1,323 @@
+//! The write-ahead commit log's objects under WRITE_AHEAD_COMMIT_LOG_PATH:
+//!
+//! | key | what |
+//! | --- | --- |
+//! | `_commits/<seq>.csv` | the commit point: created once, if absent |
+//! | `chk-<N>/subtask-<K>.csv` | the same bytes, where the seed's readers look |
+//! | `_staging/<topic>/<partition>/<file>.json` | a file being written, not yet published |
+//! | `_snapshots/<seq>.json` | the folded state after commit `seq` |
+//!
+//! See docs/commit-protocol.md for the order of writes.
+
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use super::CommitError;
+use super::entry::{Commit, FileKind, Owner, TopicPartition};
+use super::state::LogState;
+use crate::store::Location;
+
+/// A file being written: enough to abort it, or to find it in a commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedEntry {
+    pub file_id: String,
+    pub owner: Owner,
+    pub kind: FileKind,
+    pub source: TopicPartition,
+    /// The final key inside the data or dropped location.
+    pub key: String,
+    pub staging: Staging,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Staging {
+    Multipart { upload_id: String },
+    Rename { staging: String },
+}
+
+/// The log's state and the commits read after its snapshot, which recovery
+/// needs to find committed files.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub state: LogState,
+    pub recent: Vec<Commit>,
+}
+
+pub struct CommitLog {
+    location: Location,
+}
+
+const SEQ_WIDTH: usize = 20;
+
+impl CommitLog {
+    pub fn new(location: Location) -> Self {
+        Self { location }
+    }
+
+    pub fn location(&self) -> &Location {
+        &self.location
+    }
+
+    fn commit_key(seq: u64) -> String {
+        format!("_commits/{seq:0SEQ_WIDTH$}.csv")
+    }
+
+    pub fn view_key(checkpoint: u64, subtask: u32) -> String {
+        format!("chk-{checkpoint}/subtask-{subtask}.csv")
+    }
+
+    fn snapshot_key(seq: u64) -> String {
+        format!("_snapshots/{seq:0SEQ_WIDTH$}.json")
+    }
+
+    fn staging_dir(source: &TopicPartition) -> String {
+        format!("_staging/{}/{}", source.topic, source.partition)
+    }
+
+    fn err(&self, op: &'static str, key: &str, source: object_store::Error) -> CommitError {
+        CommitError::Store {
+            op,
+            url: self.location.url_of(key),
+            source: Box::new(source),
+        }
+    }
+
+    /// Creates commit `commit.seq`; `Ok(false)` when another writer already
+    /// took that number.
+    pub async fn create(&self, commit: &Commit) -> Result<bool, CommitError> {
+        let key = Self::commit_key(commit.seq);
+        let result = self
+            .location
+            .store
+            .put_opts(
+                &self.location.path(&key),
+                PutPayload::from(commit.to_csv()),
+                PutOptions::from(PutMode::Create),
+            )
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. })
+            | Err(object_store::Error::Precondition { .. }) => Ok(false),
+            Err(e) => Err(self.err("create commit", &key, e)),
+        }
+    }
+
+    pub async fn read(&self, seq: u64) -> Result<Option<Commit>, CommitError> {
+        let key = Self::commit_key(seq);
+        match self.location.store.get(&self.location.path(&key)).await {
+            Ok(got) => {
+                let bytes = got
+                    .bytes()
+                    .await
+                    .map_err(|e| self.err("read commit", &key, e))?;
+                Commit::from_csv(&bytes, &self.location.url_of(&key)).map(Some)
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.err("read commit", &key, e)),
+        }
+    }
+
+    /// Applies every commit after `state.seq`, returning them.
+    pub async fn catch_up(&self, state: &mut LogState) -> Result<Vec<Commit>, CommitError> {
+        let mut read = Vec::new();
+        while let Some(commit) = self.read(state.seq + 1).await? {
+            state.apply(&commit)?;
+            read.push(commit);
+        }
+        Ok(read)
+    }
+
+    /// The state after the latest snapshot and every commit since.
+    pub async fn load(&self) -> Result<Loaded, CommitError> {
+        let snapshots = self.list_seqs("_snapshots", ".json").await?;
+        let mut state = LogState::default();
+        if let Some(&seq) = snapshots.last() {
+            let key = Self::snapshot_key(seq);
+            let got = self
+                .location
+                .store
+                .get(&self.location.path(&key))
+                .await
+                .map_err(|e| self.err("read snapshot", &key, e))?;
+            let bytes = got
+                .bytes()
+                .await
+                .map_err(|e| self.err("read snapshot", &key, e))?;
+            state = serde_json::from_slice(&bytes).map_err(|e| CommitError::Corrupt {
+                object: self.location.url_of(&key),
+                detail: e.to_string(),
+            })?;
+        }
+        // Fetch what is listed concurrently, then follow the chain to its
+        // end: commits may have landed since the listing.
+        let listed: Vec<u64> = self
+            .list_seqs("_commits", ".csv")
+            .await?
+            .into_iter()
+            .filter(|&s| s > state.seq)
+            .collect();
+        let fetched: Vec<Option<Commit>> =
+            futures::stream::iter(listed.iter().map(|&s| self.read(s)))
+                .buffered(16)
+                .try_collect()
+                .await?;
+        let mut recent = Vec::new();
+        for commit in fetched.into_iter().flatten() {
+            if commit.seq != state.seq + 1 {
+                break;
+            }
+            state.apply(&commit)?;
+            recent.push(commit);
+        }
+        recent.extend(self.catch_up(&mut state).await?);
+        Ok(Loaded { state, recent })
+    }
+
+    async fn list_seqs(&self, dir: &str, suffix: &str) -> Result<Vec<u64>, CommitError> {
+        let prefix = self.location.path(dir);
+        let mut seqs: Vec<u64> = self
+            .location
+            .store
+            .list(Some(&prefix))
+            .map_err(|e| self.err("list", dir, e))
+            .try_filter_map(|meta| async move {
+                Ok(meta
+                    .location
+                    .filename()
+                    .and_then(|n| n.strip_suffix(suffix))
+                    .and_then(|n| n.parse::<u64>().ok()))
+            })
+            .try_collect()
+            .await?;
+        seqs.sort_unstable();
+        Ok(seqs)
+    }
+
+    /// Writes the seed-compatible view of a commit; overwriting is fine,
+    /// the bytes are the commit's own.
+    pub async fn write_view(&self, commit: &Commit) -> Result<(), CommitError> {
+        let key = Self::view_key(commit.checkpoint, commit.owner.subtask);
+        self.location
+            .store
+            .put(&self.location.path(&key), PutPayload::from(commit.to_csv()))
+            .await
+            .map_err(|e| self.err("write checkpoint view", &key, e))?;
+        Ok(())
+    }
+
+    pub async fn view_exists(&self, commit: &Commit) -> Result<bool, CommitError> {
+        let key = Self::view_key(commit.checkpoint, commit.owner.subtask);
+        match self.location.store.head(&self.location.path(&key)).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(self.err("check checkpoint view", &key, e)),
+        }
+    }
+
+    pub async fn write_snapshot(&self, state: &LogState) -> Result<(), CommitError> {
+        let key = Self::snapshot_key(state.seq);
+        let json = serde_json::to_vec(state).expect("state serialises");
+        self.location
+            .store
+            .put(&self.location.path(&key), PutPayload::from(json))
+            .await
+            .map_err(|e| self.err("write snapshot", &key, e))?;
+        Ok(())
+    }
+
+    pub async fn stage(&self, entry: &StagedEntry) -> Result<(), CommitError> {
+        let key = format!(
+            "{}/{}.json",
+            Self::staging_dir(&entry.source),
+            entry.file_id
+        );
+        let json = serde_json::to_vec(entry).expect("entry serialises");
+        self.location
+            .store
+            .put(&self.location.path(&key), PutPayload::from(json))
+            .await
+            .map_err(|e| self.err("write staging entry", &key, e))?;
+        Ok(())
+    }
+
+    pub async fn unstage(&self, source: &TopicPartition, file_id: &str) -> Result<(), CommitError> {
+        let key = format!("{}/{file_id}.json", Self::staging_dir(source));
+        match self.location.store.delete(&self.location.path(&key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.err("delete staging entry", &key, e)),
+        }
+    }
+
+    /// Every staged file of a partition, whoever wrote it.
+    pub async fn staged(&self, source: &TopicPartition) -> Result<Vec<StagedEntry>, CommitError> {
+        let dir = Self::staging_dir(source);
+        let prefix = self.location.path(&dir);
+        let metas: Vec<_> = self
+            .location
+            .store
+            .list(Some(&prefix))
+            .map_err(|e| self.err("list staging entries", &dir, e))
+            .try_collect()
+            .await?;
+        let mut entries = Vec::new();
+        for meta in metas {
+            let key = meta.location.to_string();
+            let bytes = match self.location.store.get(&meta.location).await {
+                Ok(got) => got
+                    .bytes()
+                    .await
+                    .map_err(|e| self.err("read staging entry", &key, e))?,
+                // Removed by its owner since the listing.
+                Err(object_store::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(self.err("read staging entry", &key, e)),
+            };
+            entries.push(
+                serde_json::from_slice(&bytes).map_err(|e| CommitError::Corrupt {
+                    object: key.clone(),
+                    detail: e.to_string(),
+                })?,
+            );
+        }
+        Ok(entries)
+    }
+
+    /// The partitions that have staging entries, for recovery at start.
+    pub async fn staged_partitions(&self) -> Result<Vec<TopicPartition>, CommitError> {
+        let prefix = self.location.path("_staging");
+        let metas: Vec<_> = self
+            .location
+            .store
+            .list(Some(&prefix))
+            .map_err(|e| self.err("list staging entries", "_staging", e))
+            .try_collect()
+            .await?;
+        let mut partitions: Vec<TopicPartition> = metas
+            .iter()
+            .filter_map(|m| {
+                let parts: Vec<_> = m.location.parts().collect();
+                let n = parts.len();
+                (n >= 3).then(|| TopicPartition {
+                    topic: parts[n - 3].as_ref().to_owned(),
+                    partition: parts[n - 2].as_ref().parse().unwrap_or(-1),
+                })
+            })
+            .filter(|tp| tp.partition >= 0)
+            .collect();
+        partitions.sort();
+        partitions.dedup();
+        Ok(partitions)
+    }
+
+    /// Where `store` is the log's own store: for the create-if-absent probe.
+    pub fn store(&self) -> &dyn ObjectStore {
+        self.location.store.as_ref()
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.location.prefix
+    }
+}

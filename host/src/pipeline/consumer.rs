@@ -1,0 +1,251 @@
+//! The consumer thread: polls Kafka, cuts records into per-partition
+//! batches for the workers, places checkpoint barriers in the workers'
+//! queues, and handles rebalances (inside `poll`, on this same thread).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded};
+use rdkafka::consumer::Consumer;
+use rdkafka::message::Message;
+
+use super::budget::Budget;
+use super::worker::WorkerMsg;
+use super::{Event, Stats};
+use crate::commit::TopicPartition;
+use crate::source::{Fetched, KafkaConsumer, Rebalance};
+
+pub enum Control {
+    /// Place a checkpoint barrier now.
+    Barrier,
+    /// Place a last barrier and stop consuming.
+    Stop,
+}
+
+/// Batches in the making and what was sent since the last barrier; only the
+/// consumer thread touches it, the lock is for the rebalance callback.
+struct Inflight {
+    pending: HashMap<TopicPartition, Fetched>,
+    /// The last offset sent to a worker, per partition, since the barrier.
+    sent: BTreeMap<TopicPartition, i64>,
+    /// The number the next non-empty checkpoint gets.
+    checkpoint: u64,
+}
+
+pub struct ConsumerShared {
+    inflight: Mutex<Inflight>,
+    workers: Vec<Sender<WorkerMsg>>,
+    events: Sender<Event>,
+    budget: Arc<Budget>,
+    stats: Arc<Stats>,
+    batch_records: usize,
+    batch_bytes: usize,
+    /// Partitions another owner took; their records are skipped until they
+    /// are assigned again.
+    fenced: Mutex<HashSet<TopicPartition>>,
+    stopping: AtomicBool,
+}
+
+impl ConsumerShared {
+    pub fn new(
+        workers: Vec<Sender<WorkerMsg>>,
+        events: Sender<Event>,
+        budget: Arc<Budget>,
+        stats: Arc<Stats>,
+        batch_records: usize,
+        batch_bytes: usize,
+        checkpoint: u64,
+    ) -> Self {
+        Self {
+            inflight: Mutex::new(Inflight {
+                pending: HashMap::new(),
+                sent: BTreeMap::new(),
+                checkpoint,
+            }),
+            workers,
+            events,
+            budget,
+            stats,
+            batch_records,
+            batch_bytes,
+            fenced: Mutex::new(HashSet::new()),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    fn worker(&self, tp: &TopicPartition) -> &Sender<WorkerMsg> {
+        &self.workers[tp.partition.unsigned_abs() as usize % self.workers.len()]
+    }
+
+    fn send(&self, inflight: &mut Inflight, batch: Fetched) {
+        if let Some(last) = batch.last_offset() {
+            inflight.sent.insert(batch.source.clone(), last);
+        }
+        self.budget.fetched(batch.bytes());
+        let _ = self.worker(&batch.source).send(WorkerMsg::Batch(batch));
+    }
+
+    fn push(&self, m: &rdkafka::message::BorrowedMessage<'_>) {
+        let tp = TopicPartition {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+        };
+        if self.fenced.lock().expect("fenced lock").contains(&tp) {
+            return;
+        }
+        self.stats.consumed.fetch_add(1, Ordering::Relaxed);
+        let mut inflight = self.inflight.lock().expect("inflight lock");
+        let batch = inflight
+            .pending
+            .entry(tp.clone())
+            .or_insert_with(|| Fetched::new(tp.clone()));
+        batch.push_message(m);
+        if batch.len() >= self.batch_records || batch.bytes() >= self.batch_bytes {
+            let batch = inflight.pending.remove(&tp).expect("just filled");
+            self.send(&mut inflight, batch);
+        }
+    }
+
+    /// Sends every partial batch on: when Kafka is idle, latency matters
+    /// more than batch size.
+    fn flush(&self) {
+        let mut inflight = self.inflight.lock().expect("inflight lock");
+        let batches: Vec<Fetched> = inflight.pending.drain().map(|(_, b)| b).collect();
+        for batch in batches {
+            self.send(&mut inflight, batch);
+        }
+    }
+
+    /// Places a barrier after everything sent so far. Returns false when
+    /// nothing was consumed since the last one (no checkpoint needed).
+    fn barrier(&self, done: Option<Sender<()>>) -> bool {
+        self.flush();
+        let mut inflight = self.inflight.lock().expect("inflight lock");
+        if inflight.sent.is_empty() {
+            return false;
+        }
+        let checkpoint = inflight.checkpoint;
+        inflight.checkpoint += 1;
+        for worker in &self.workers {
+            let _ = worker.send(WorkerMsg::Seal { checkpoint });
+        }
+        let sent = std::mem::take(&mut inflight.sent);
+        let _ = self.events.send(Event::Barrier {
+            checkpoint,
+            sent,
+            done,
+        });
+        true
+    }
+
+    /// Runs the poll loop until told to stop.
+    pub fn run(self: Arc<Self>, consumer: Arc<KafkaConsumer>, control: Receiver<Control>) {
+        let mut paused = false;
+        let mut last_error: Option<Instant> = None;
+        loop {
+            for c in control.try_iter() {
+                match c {
+                    Control::Barrier => {
+                        if !self.barrier(None) {
+                            let _ = self.events.send(Event::Idle);
+                        }
+                    }
+                    Control::Stop => {
+                        self.stopping.store(true, Ordering::SeqCst);
+                        if !self.barrier(None) {
+                            let _ = self.events.send(Event::Idle);
+                        }
+                        let _ = self.events.send(Event::ConsumerStopped);
+                        return;
+                    }
+                }
+            }
+            // Backpressure: pause rather than stop polling, which would
+            // take the consumer out of the group.
+            if !paused && self.budget.over() {
+                if let Ok(assignment) = consumer.assignment() {
+                    let _ = consumer.pause(&assignment);
+                }
+                paused = true;
+                self.stats.pauses.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    used = self.budget.used(),
+                    limit = self.budget.limit(),
+                    "memory budget reached; pausing consumption"
+                );
+            } else if paused && self.budget.relaxed() {
+                if let Ok(assignment) = consumer.assignment() {
+                    let _ = consumer.resume(&assignment);
+                }
+                paused = false;
+                tracing::info!("memory back under budget; resuming consumption");
+            }
+            match consumer.poll(Duration::from_millis(50)) {
+                None => self.flush(),
+                Some(Ok(m)) => self.push(&m),
+                Some(Err(e)) => {
+                    // librdkafka retries by itself; say so at most every
+                    // ten seconds.
+                    if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                        tracing::warn!(error = %e, "kafka: consumer error; librdkafka keeps retrying");
+                        last_error = Some(Instant::now());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Marks partitions fenced: their buffered records are dropped here and
+    /// in the workers.
+    pub fn fence(&self, partitions: &[TopicPartition]) {
+        let mut fenced = self.fenced.lock().expect("fenced lock");
+        let mut inflight = self.inflight.lock().expect("inflight lock");
+        for tp in partitions {
+            fenced.insert(tp.clone());
+            inflight.pending.remove(tp);
+            inflight.sent.remove(tp);
+        }
+        drop(inflight);
+        for worker in &self.workers {
+            let _ = worker.send(WorkerMsg::Abort(partitions.to_vec()));
+        }
+    }
+}
+
+impl Rebalance for ConsumerShared {
+    fn assigned(&self, partitions: Vec<(TopicPartition, i64)>) -> BTreeMap<TopicPartition, i64> {
+        let (reply, answer) = bounded(1);
+        let wanted: Vec<TopicPartition> = partitions.iter().map(|(tp, _)| tp.clone()).collect();
+        let _ = self.events.send(Event::Claim { partitions, reply });
+        let next = answer.recv().unwrap_or_default();
+        let mut fenced = self.fenced.lock().expect("fenced lock");
+        for tp in &wanted {
+            fenced.remove(tp);
+        }
+        next
+    }
+
+    fn revoked(&self, partitions: Vec<TopicPartition>) {
+        if !self.stopping.load(Ordering::SeqCst) {
+            // Commit before giving them up: whatever is held for them goes
+            // into this checkpoint.
+            let (done, committed) = bounded(1);
+            if self.barrier(Some(done)) {
+                let _ = committed.recv();
+            }
+        }
+        for worker in &self.workers {
+            let _ = worker.send(WorkerMsg::Forget(partitions.clone()));
+        }
+    }
+
+    fn lost(&self, partitions: Vec<TopicPartition>) {
+        tracing::warn!(
+            partitions = %partitions.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+            "partitions lost (session timeout): dropping what is held for them"
+        );
+        self.fence(&partitions);
+    }
+}

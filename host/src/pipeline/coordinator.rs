@@ -1,0 +1,496 @@
+//! Starts the pipeline and runs its coordinator: claims partitions, places
+//! checkpoints on the interval, commits them in order, publishes, and stops
+//! cleanly.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, bounded, select, unbounded};
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::budget::Budget;
+use super::consumer::{ConsumerShared, Control};
+use super::worker::{Sealed, Worker, WorkerMsg};
+use super::{Event, RunError, RunSettings, Stats};
+use crate::commit::{
+    CommitLog, CommittedFile, Committer, OffsetRange, Owner, PluginStamp, Prepared, Publish,
+    Staging, TopicPartition,
+};
+use crate::error::Classify;
+use crate::failpoints;
+use crate::plugin::{PluginRuntime, PluginWorker};
+use crate::retry::Backoff;
+use crate::sink::{SinkContext, abort};
+use crate::source::{self, KafkaConsumer};
+use crate::store::Location;
+
+/// Asks a running pipeline to stop; clones share one signal.
+#[derive(Clone)]
+pub struct StopHandle(Sender<()>);
+
+impl StopHandle {
+    pub fn new() -> (Self, Receiver<()>) {
+        let (tx, rx) = bounded(1);
+        (Self(tx), rx)
+    }
+
+    pub fn stop(&self) {
+        let _ = self.0.try_send(());
+    }
+}
+
+/// What a run did, for the demo and the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub consumed: u64,
+    pub kept: u64,
+    pub dropped: u64,
+    pub checkpoints: u64,
+    pub commit_seq: u64,
+    pub files: u64,
+}
+
+impl Summary {
+    pub fn of(stats: &Stats) -> Self {
+        Self {
+            consumed: stats.consumed.load(Ordering::Relaxed),
+            kept: stats.kept.load(Ordering::Relaxed),
+            dropped: stats.dropped.load(Ordering::Relaxed),
+            checkpoints: stats.checkpoints.load(Ordering::Relaxed),
+            commit_seq: stats.commit_seq.load(Ordering::Relaxed),
+            files: stats.files.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Runs the pipeline until `stop` fires, then commits what was consumed and
+/// returns. Fails fast on bad configuration, naming the setting.
+pub fn run(
+    settings: RunSettings,
+    stats: Arc<Stats>,
+    stop: Receiver<()>,
+) -> Result<Summary, RunError> {
+    failpoints::validate().map_err(|e| RunError::Config(format!("LINEAGE_FAILPOINTS: {e}")))?;
+    if settings.workers == 0 {
+        return Err(RunError::Config("--workers must be at least 1".into()));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("lineage-io")
+        .enable_all()
+        .build()
+        .map_err(|e| RunError::Thread(format!("starting the I/O runtime: {e}")))?;
+    let handle = runtime.handle().clone();
+
+    let data = Location::open("OUTPUT_PATH", &settings.output)?;
+    let dropped = Location::open("DROPPED_PATH", &settings.dropped)?;
+    let wal = Location::open("WRITE_AHEAD_COMMIT_LOG_PATH", &settings.commit_log)?;
+    for location in [&data, &dropped, &wal] {
+        handle.block_on(location.check_writable())?;
+    }
+    if settings.single_writer {
+        tracing::warn!(
+            "--single-writer: conditional writes are not checked; run exactly one instance"
+        );
+    } else {
+        handle.block_on(wal.check_create_if_absent())?;
+    }
+
+    let plugin = PluginRuntime::new(settings.plugin.clone())?.load(&settings.plugin_path)?;
+    let owner = Owner {
+        subtask: settings.subtask,
+        incarnation: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
+    };
+    let log = Arc::new(CommitLog::new(wal));
+    let committer = handle.block_on(Committer::start(
+        log.clone(),
+        data.clone(),
+        dropped.clone(),
+        owner.clone(),
+    ))?;
+    let first_checkpoint = committer.next_checkpoint();
+
+    let (events_tx, events) = unbounded();
+    let budget = Arc::new(Budget::new(settings.memory_budget, settings.workers));
+    let mut worker_inboxes = Vec::new();
+    let mut threads: Vec<JoinHandle<()>> = Vec::new();
+    for index in 0..settings.workers {
+        let (tx, rx) = bounded(4);
+        worker_inboxes.push(tx);
+        let worker = Worker {
+            index,
+            workers: settings.workers,
+            cx: SinkContext::new(
+                data.clone(),
+                dropped.clone(),
+                log.clone(),
+                handle.clone(),
+                owner.clone(),
+                settings.files.clone(),
+                plugin.clone(),
+            ),
+            plugin: PluginWorker::new(plugin.clone()),
+            budget: budget.clone(),
+            stats: stats.clone(),
+            events: events_tx.clone(),
+            checkpoint: first_checkpoint,
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("lineage-worker-{index}"))
+                .spawn(move || worker.run(rx))
+                .map_err(|e| RunError::Thread(e.to_string()))?,
+        );
+    }
+
+    let shared = Arc::new(ConsumerShared::new(
+        worker_inboxes.clone(),
+        events_tx.clone(),
+        budget.clone(),
+        stats.clone(),
+        settings.batch_records,
+        settings.plugin.batch_bytes as usize,
+        first_checkpoint,
+    ));
+    let consumer = source::consumer(&settings.kafka, shared.clone())?;
+    let (control_tx, control) = unbounded();
+    {
+        let (shared, consumer) = (shared.clone(), consumer.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("lineage-consumer".into())
+                .spawn(move || shared.run(consumer, control))
+                .map_err(|e| RunError::Thread(e.to_string()))?,
+        );
+    }
+    tracing::info!(
+        topic = %settings.kafka.topic,
+        group = %settings.kafka.group_id,
+        subtask = owner.subtask,
+        workers = settings.workers,
+        plugin = %plugin.identity(),
+        checkpoint_interval = %humantime::format_duration(settings.checkpoint_interval),
+        "pipeline running"
+    );
+
+    let identity = plugin.identity();
+    let mut coordinator = Coordinator {
+        committer,
+        runtime: handle,
+        consumer,
+        shared,
+        control: control_tx,
+        stats: stats.clone(),
+        workers: settings.workers,
+        interval: settings.checkpoint_interval,
+        shutdown_timeout: settings.shutdown_timeout,
+        plugin: PluginStamp {
+            name: identity.name.clone(),
+            version: identity.version.clone(),
+            sha256: identity.sha256.clone(),
+        },
+        data,
+        dropped,
+        pending: VecDeque::new(),
+        early: HashMap::new(),
+        barrier_asked: false,
+        deadline: None,
+        consumer_stopped: false,
+    };
+    let result = coordinator.run(events, stop);
+    for inbox in &worker_inboxes {
+        let _ = inbox.send(WorkerMsg::Stop);
+    }
+    if result.is_err() {
+        // Let the consumer thread end too; nothing more is committed.
+        let _ = coordinator.control.send(Control::Stop);
+    }
+    drop(coordinator);
+    for thread in threads {
+        let _ = thread.join();
+    }
+    drop(runtime);
+    result.map(|()| Summary::of(&stats))
+}
+
+/// One checkpoint on its way to the log.
+struct Pending {
+    checkpoint: u64,
+    sent: BTreeMap<TopicPartition, i64>,
+    done: Option<Sender<()>>,
+    sealed: Vec<Sealed>,
+}
+
+struct Coordinator {
+    committer: Committer,
+    runtime: tokio::runtime::Handle,
+    consumer: Arc<KafkaConsumer>,
+    shared: Arc<ConsumerShared>,
+    control: Sender<Control>,
+    stats: Arc<Stats>,
+    workers: usize,
+    interval: Duration,
+    shutdown_timeout: Duration,
+    plugin: PluginStamp,
+    data: Location,
+    dropped: Location,
+    pending: VecDeque<Pending>,
+    /// Workers' reports that arrived before their barrier's.
+    early: HashMap<u64, Vec<Sealed>>,
+    barrier_asked: bool,
+    deadline: Option<Instant>,
+    consumer_stopped: bool,
+}
+
+impl Coordinator {
+    fn run(&mut self, events: Receiver<Event>, stop: Receiver<()>) -> Result<(), RunError> {
+        let mut next_due = Instant::now() + self.interval;
+        loop {
+            if self.consumer_stopped && self.pending.is_empty() {
+                return Ok(());
+            }
+            let wait = next_due.saturating_duration_since(Instant::now());
+            select! {
+                recv(events) -> event => match event {
+                    Ok(event) => self.handle(event)?,
+                    Err(_) => return Err(RunError::Thread("all pipeline threads ended".into())),
+                },
+                recv(stop) -> _ => self.begin_stop(),
+                default(wait) => {
+                    if self.deadline.is_none() && !self.barrier_asked && self.pending.is_empty() {
+                        self.barrier_asked = true;
+                        let _ = self.control.send(Control::Barrier);
+                    }
+                    next_due = Instant::now() + self.interval;
+                }
+            }
+        }
+    }
+
+    fn begin_stop(&mut self) {
+        if self.deadline.is_none() {
+            tracing::info!("stopping: committing what was consumed");
+            self.deadline = Some(Instant::now() + self.shutdown_timeout);
+            let _ = self.control.send(Control::Stop);
+        }
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), RunError> {
+        match event {
+            Event::Claim { partitions, reply } => {
+                let next = self.retrying("claim partitions", |c| {
+                    c.runtime
+                        .clone()
+                        .block_on(c.committer.claim(&partitions))
+                        .map_err(RunError::from)
+                })?;
+                let _ = reply.send(next);
+            }
+            Event::Barrier {
+                checkpoint,
+                sent,
+                done,
+            } => {
+                self.barrier_asked = false;
+                let sealed = self.early.remove(&checkpoint).unwrap_or_default();
+                self.pending.push_back(Pending {
+                    checkpoint,
+                    sent,
+                    done,
+                    sealed,
+                });
+                self.commit_ready()?;
+            }
+            Event::Idle => self.barrier_asked = false,
+            Event::Sealed(sealed) => {
+                match self
+                    .pending
+                    .iter_mut()
+                    .find(|p| p.checkpoint == sealed.checkpoint)
+                {
+                    Some(p) => p.sealed.push(sealed),
+                    None => self
+                        .early
+                        .entry(sealed.checkpoint)
+                        .or_default()
+                        .push(sealed),
+                }
+                self.commit_ready()?;
+            }
+            Event::ConsumerStopped => self.consumer_stopped = true,
+            Event::Failed(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// Commits checkpoints, in order, once every worker has sealed its part.
+    fn commit_ready(&mut self) -> Result<(), RunError> {
+        while self
+            .pending
+            .front()
+            .is_some_and(|p| p.sealed.len() == self.workers)
+        {
+            let pending = self.pending.pop_front().expect("checked");
+            self.commit(pending)?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, pending: Pending) -> Result<(), RunError> {
+        let mut records: BTreeMap<TopicPartition, u64> = BTreeMap::new();
+        let mut files = Vec::new();
+        for sealed in pending.sealed {
+            for (tp, n) in sealed.records {
+                *records.entry(tp).or_default() += n;
+            }
+            files.extend(sealed.files);
+        }
+        let state = self.committer.state();
+        let mut ranges = Vec::new();
+        for (tp, last) in &pending.sent {
+            let Some(p) = state.partition(tp) else {
+                return Err(RunError::Thread(format!(
+                    "{tp} was consumed without a claim"
+                )));
+            };
+            ranges.push(OffsetRange {
+                source: tp.clone(),
+                first: p.next,
+                last: *last,
+                records: records.get(tp).copied().unwrap_or(0),
+            });
+        }
+        let files: Vec<CommittedFile> = files
+            .into_iter()
+            .map(|f| CommittedFile {
+                url: self.location(f.kind).url_of(&f.key),
+                kind: f.kind,
+                id: f.id,
+                key: f.key,
+                source: f.source,
+                first_offset: f.first_offset,
+                last_offset: f.last_offset,
+                records: f.records,
+                bytes: f.bytes,
+                publish: f.publish,
+            })
+            .collect();
+        let prepared = Prepared {
+            checkpoint: pending.checkpoint,
+            plugin: self.plugin.clone(),
+            ranges,
+            files,
+        };
+        failpoints::hit("after-seal").map_err(crate::commit::CommitError::from)?;
+        let started = Instant::now();
+        let published = self.retrying("commit checkpoint", |c| {
+            c.runtime
+                .clone()
+                .block_on(c.committer.commit(&prepared))
+                .map_err(RunError::from)
+        })?;
+        if !published.fenced.is_empty() {
+            self.stats
+                .fenced
+                .fetch_add(published.fenced.len() as u64, Ordering::Relaxed);
+            for file in prepared
+                .files
+                .iter()
+                .filter(|f| published.fenced.contains(&f.source))
+            {
+                let staging = match &file.publish {
+                    Publish::Multipart { upload_id, .. } => Staging::Multipart {
+                        upload_id: upload_id.clone(),
+                    },
+                    Publish::Rename { staging } => Staging::Rename {
+                        staging: staging.clone(),
+                    },
+                };
+                let location = self.location(file.kind).clone();
+                let _ = self.runtime.block_on(abort(&location, &file.key, &staging));
+            }
+            self.shared.fence(&published.fenced);
+        }
+        if let Some(commit) = &published.commit {
+            self.retrying("publish checkpoint", |c| {
+                c.runtime
+                    .clone()
+                    .block_on(c.committer.publish(commit))
+                    .map_err(RunError::from)
+            })?;
+            self.commit_kafka_offsets(&commit.ranges);
+            failpoints::hit("after-kafka-commit").map_err(crate::commit::CommitError::from)?;
+            self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+            self.stats.commit_seq.store(commit.seq, Ordering::Relaxed);
+            self.stats
+                .files
+                .fetch_add(commit.files.len() as u64, Ordering::Relaxed);
+            tracing::info!(
+                checkpoint = commit.checkpoint,
+                commit_seq = commit.seq,
+                files = commit.files.len(),
+                records = commit.ranges.iter().map(|r| r.records).sum::<u64>(),
+                ms = started.elapsed().as_millis() as u64,
+                "checkpoint committed"
+            );
+        }
+        if let Some(done) = pending.done {
+            let _ = done.send(());
+        }
+        Ok(())
+    }
+
+    /// For lag monitoring only: the commit log is what restarts use.
+    fn commit_kafka_offsets(&self, ranges: &[OffsetRange]) {
+        let mut tpl = TopicPartitionList::new();
+        for r in ranges {
+            let _ = tpl.add_partition_offset(
+                &r.source.topic,
+                r.source.partition,
+                Offset::Offset(r.last + 1),
+            );
+        }
+        if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
+            tracing::warn!(error = %e, "committing offsets to Kafka failed (lag metrics only)");
+        }
+    }
+
+    fn location(&self, kind: crate::commit::FileKind) -> &Location {
+        match kind {
+            crate::commit::FileKind::Data => &self.data,
+            crate::commit::FileKind::Dropped => &self.dropped,
+        }
+    }
+
+    /// Repeats `op` while it fails with a retryable error, with backoff,
+    /// until the shutdown deadline if one is set.
+    fn retrying<T>(
+        &mut self,
+        what: &str,
+        mut op: impl FnMut(&mut Self) -> Result<T, RunError>,
+    ) -> Result<T, RunError> {
+        let backoff = Backoff::default();
+        let mut delay = backoff.first;
+        let mut attempt = 1;
+        loop {
+            match op(self) {
+                Ok(v) => return Ok(v),
+                Err(e) if e.retryable() => {
+                    if self.deadline.is_some_and(|d| Instant::now() + delay > d) {
+                        tracing::error!(operation = what, error = %e, "giving up at the shutdown deadline");
+                        return Err(RunError::ShutdownTimeout(self.shutdown_timeout));
+                    }
+                    tracing::warn!(operation = what, attempt, retry_in_ms = delay.as_millis() as u64, error = %e, "failed; retrying");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(backoff.max);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}

@@ -1,0 +1,152 @@
+//! A worker thread: runs the plugin over the batches of the partitions
+//! routed to it and writes their files. A partition always goes to the same
+//! worker, so its files have one writer and its records stay in order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use super::budget::Budget;
+use super::{Event, RunError, Stats};
+use crate::commit::TopicPartition;
+use crate::plugin::PluginWorker;
+use crate::sink::{PartitionSink, SealedFile, SinkContext};
+use crate::source::Fetched;
+
+pub enum WorkerMsg {
+    Batch(Fetched),
+    /// Seal every file for checkpoint `checkpoint` and report them.
+    Seal {
+        checkpoint: u64,
+    },
+    /// The partitions were committed and given up: forget them.
+    Forget(Vec<TopicPartition>),
+    /// The partitions were lost or fenced: give up what is held for them.
+    Abort(Vec<TopicPartition>),
+    Stop,
+}
+
+/// A worker's part of a checkpoint.
+#[derive(Debug)]
+pub struct Sealed {
+    pub checkpoint: u64,
+    pub files: Vec<SealedFile>,
+    /// Records processed per partition since the last checkpoint.
+    pub records: BTreeMap<TopicPartition, u64>,
+}
+
+pub struct Worker {
+    pub index: usize,
+    pub workers: usize,
+    pub cx: SinkContext,
+    pub plugin: PluginWorker,
+    pub budget: Arc<Budget>,
+    pub stats: Arc<Stats>,
+    pub events: Sender<Event>,
+    /// The checkpoint that files opened now belong to.
+    pub checkpoint: u64,
+}
+
+impl Worker {
+    pub fn run(mut self, inbox: Receiver<WorkerMsg>) {
+        let mut sinks: HashMap<TopicPartition, PartitionSink> = HashMap::new();
+        let mut records: BTreeMap<TopicPartition, u64> = BTreeMap::new();
+        for msg in inbox {
+            let result = match msg {
+                WorkerMsg::Batch(batch) => {
+                    let bytes = batch.bytes();
+                    let result = self.process(&mut sinks, &mut records, &batch);
+                    self.budget.processed(bytes);
+                    result
+                }
+                WorkerMsg::Seal { checkpoint } => {
+                    let mut files = Vec::new();
+                    let result = sinks
+                        .values_mut()
+                        .try_for_each(|s| s.seal_all().map(|f| files.extend(f)));
+                    self.checkpoint = checkpoint + 1;
+                    self.update_memory(&sinks);
+                    result.map_err(RunError::from).map(|()| {
+                        let _ = self.events.send(Event::Sealed(Sealed {
+                            checkpoint,
+                            files,
+                            records: std::mem::take(&mut records),
+                        }));
+                    })
+                }
+                WorkerMsg::Forget(partitions) => {
+                    for tp in partitions {
+                        if let Some(mut sink) = sinks.remove(&tp) {
+                            // Sealed and committed already; anything left
+                            // would be a bug, and must not become visible.
+                            sink.abort(&self.cx);
+                        }
+                        records.remove(&tp);
+                    }
+                    Ok(())
+                }
+                WorkerMsg::Abort(partitions) => {
+                    for tp in partitions {
+                        if let Some(mut sink) = sinks.remove(&tp) {
+                            sink.abort(&self.cx);
+                        }
+                        records.remove(&tp);
+                    }
+                    self.update_memory(&sinks);
+                    Ok(())
+                }
+                WorkerMsg::Stop => break,
+            };
+            if let Err(e) = result {
+                let _ = self.events.send(Event::Failed(e));
+                break;
+            }
+        }
+    }
+
+    fn process(
+        &mut self,
+        sinks: &mut HashMap<TopicPartition, PartitionSink>,
+        records: &mut BTreeMap<TopicPartition, u64>,
+        batch: &Fetched,
+    ) -> Result<(), RunError> {
+        let headers = batch.header_views();
+        let views = batch.records(&headers);
+        let outcomes = self.plugin.process(&views)?;
+        let kept = outcomes.kept();
+        let sink = sinks
+            .entry(batch.source.clone())
+            .or_insert_with(|| PartitionSink::new(batch.source.clone()));
+        sink.write(&self.cx, self.checkpoint, &views, &outcomes)?;
+        *records.entry(batch.source.clone()).or_default() += views.len() as u64;
+        self.stats.kept.fetch_add(kept as u64, Ordering::Relaxed);
+        self.stats
+            .dropped
+            .fetch_add((views.len() - kept) as u64, Ordering::Relaxed);
+        self.update_memory(sinks);
+        // Over budget: seal the largest files until back under, or down to
+        // this worker's fair share. Sealed files hold no memory; they wait,
+        // uploaded, for the checkpoint.
+        let share = (self.budget.limit() / self.workers as u64) as usize;
+        while self.budget.over()
+            && sinks.values().map(PartitionSink::memory).sum::<usize>() > share / 2
+        {
+            let Some(sink) = sinks.values_mut().max_by_key(|s| s.memory()) else {
+                break;
+            };
+            if sink.seal_largest()? == 0 {
+                break;
+            }
+            self.stats.early_seals.fetch_add(1, Ordering::Relaxed);
+            self.update_memory(sinks);
+        }
+        Ok(())
+    }
+
+    fn update_memory(&self, sinks: &HashMap<TopicPartition, PartitionSink>) {
+        self.budget
+            .set_worker(self.index, sinks.values().map(PartitionSink::memory).sum());
+    }
+}

@@ -1,0 +1,428 @@
+//! Parquet output: kept rows under OUTPUT_PATH, dropped records under
+//! DROPPED_PATH, both as `year=YYYY/month=MM/day=DD/hour=HH/part-*.parquet`.
+//!
+//! A [`PartitionSink`] owns the open files of one Kafka partition, one per
+//! output and event-time hour, and hands them, sealed but invisible, to the
+//! checkpoint. A file holds records of one partition only, so that a
+//! partition can be committed, fenced or moved on its own.
+
+mod file;
+mod schema;
+mod staged;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_schema::SchemaRef;
+use chrono::{DateTime, Datelike, Timelike};
+use tokio::runtime::Handle;
+
+pub use file::{FileSettings, SealedFile};
+pub use schema::{CHECKPOINT_ID, DroppedRow, data_schema, dropped_schema};
+pub use staged::{STAGING_DIR, abort, publish};
+
+use crate::commit::{CommitError, CommitLog, FileKind, Owner, TopicPartition};
+use crate::error::{Blame, Classify};
+use crate::failpoints::FailpointError;
+use crate::plugin::{KafkaRecord, OutcomeRef, Outcomes, Plugin, ValueRef};
+use crate::store::Location;
+use file::ParquetFile;
+use schema::{DataRows, DroppedRows};
+use staged::StagedWriter;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{op} {url}: {source}")]
+    Store {
+        op: &'static str,
+        url: String,
+        source: Box<object_store::Error>,
+    },
+    #[error("writing Parquet: {0}")]
+    Parquet(parquet::errors::ParquetError),
+    #[error(transparent)]
+    Log(#[from] CommitError),
+    #[error(transparent)]
+    Failpoint(#[from] FailpointError),
+    #[error("upload task: {0}")]
+    Task(tokio::task::JoinError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Classify for SinkError {
+    fn blame(&self) -> Blame {
+        match self {
+            SinkError::Store { source, .. } => crate::store::blame(source),
+            SinkError::Failpoint(_) => Blame::Environment,
+            SinkError::Log(e) => e.blame(),
+            SinkError::Parquet(_) | SinkError::Task(_) | SinkError::Invalid(_) => Blame::Internal,
+        }
+    }
+}
+
+/// What every partition's files share.
+pub struct SinkContext {
+    pub data: Location,
+    pub dropped: Location,
+    pub log: Arc<CommitLog>,
+    pub runtime: Handle,
+    pub owner: Owner,
+    pub settings: FileSettings,
+    pub plugin: Arc<Plugin>,
+    data_schema: SchemaRef,
+    dropped_schema: SchemaRef,
+}
+
+impl SinkContext {
+    pub fn new(
+        data: Location,
+        dropped: Location,
+        log: Arc<CommitLog>,
+        runtime: Handle,
+        owner: Owner,
+        settings: FileSettings,
+        plugin: Arc<Plugin>,
+    ) -> Self {
+        let data_schema = data_schema(plugin.schema());
+        Self {
+            data,
+            dropped,
+            log,
+            runtime,
+            owner,
+            settings,
+            plugin,
+            data_schema,
+            dropped_schema: dropped_schema(),
+        }
+    }
+
+    pub fn location(&self, kind: FileKind) -> &Location {
+        match kind {
+            FileKind::Data => &self.data,
+            FileKind::Dropped => &self.dropped,
+        }
+    }
+}
+
+/// An hour of event time: the directory a record goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Hour {
+    pub year: i32,
+    pub month: u32,
+    pub day: u32,
+    pub hour: u32,
+}
+
+impl Hour {
+    /// The UTC hour of an epoch-millisecond time, if it has a four-digit
+    /// year.
+    pub fn of_millis(ms: i64) -> Option<Self> {
+        let t = DateTime::from_timestamp_millis(ms)?;
+        (0..=9999).contains(&t.year()).then(|| Hour {
+            year: t.year(),
+            month: t.month(),
+            day: t.day(),
+            hour: t.hour(),
+        })
+    }
+
+    pub fn dir(&self) -> String {
+        format!(
+            "year={:04}/month={:02}/day={:02}/hour={:02}",
+            self.year, self.month, self.day, self.hour
+        )
+    }
+}
+
+const EPOCH: Hour = Hour {
+    year: 1970,
+    month: 1,
+    day: 1,
+    hour: 0,
+};
+
+enum Rows {
+    Data(DataRows),
+    Dropped(Box<DroppedRows>),
+}
+
+struct OpenFile {
+    file: ParquetFile,
+    rows: Rows,
+}
+
+impl OpenFile {
+    fn buffered(&self) -> usize {
+        match &self.rows {
+            Rows::Data(r) => r.rows(),
+            Rows::Dropped(r) => r.rows(),
+        }
+    }
+
+    fn flush_rows(&mut self) -> Result<(), SinkError> {
+        if self.buffered() == 0 {
+            return Ok(());
+        }
+        let batch = match &mut self.rows {
+            Rows::Data(r) => r.finish(),
+            Rows::Dropped(r) => r.finish(),
+        };
+        self.file.write(&batch)
+    }
+
+    fn memory(&self) -> usize {
+        self.file.memory()
+            + match &self.rows {
+                Rows::Data(r) => r.bytes(),
+                Rows::Dropped(r) => r.bytes(),
+            }
+    }
+}
+
+/// The files of one partition in the current checkpoint.
+pub struct PartitionSink {
+    source: TopicPartition,
+    open: HashMap<(FileKind, Hour), OpenFile>,
+    sealed: Vec<SealedFile>,
+}
+
+impl PartitionSink {
+    pub fn new(source: TopicPartition) -> Self {
+        Self {
+            source,
+            open: HashMap::new(),
+            sealed: Vec::new(),
+        }
+    }
+
+    /// Writes each record where its outcome sends it.
+    pub fn write(
+        &mut self,
+        cx: &SinkContext,
+        checkpoint: u64,
+        records: &[KafkaRecord<'_>],
+        outcomes: &Outcomes,
+    ) -> Result<(), SinkError> {
+        let event_time = cx.plugin.schema().event_time;
+        for (record, outcome) in records.iter().zip(outcomes.iter()) {
+            match outcome {
+                OutcomeRef::Keep(row) => {
+                    let millis = match event_time.and_then(|i| row.get(i)) {
+                        Some(ValueRef::Int64(ms) | ValueRef::TimestampMs(ms)) => Some(ms),
+                        _ => record.timestamp,
+                    };
+                    match millis.and_then(Hour::of_millis) {
+                        Some(hour) => {
+                            let file =
+                                self.file(cx, checkpoint, FileKind::Data, hour, record.offset)?;
+                            file.file.note(record.offset);
+                            let Rows::Data(rows) = &mut file.rows else {
+                                unreachable!("data files hold data rows")
+                            };
+                            rows.append(&row);
+                        }
+                        None => {
+                            let reason = match millis {
+                                Some(ms) => format!("event time {ms} ms is outside the years 0 to 9999"),
+                                None => "no event time: the plugin declares none and the record has no Kafka timestamp".into(),
+                            };
+                            self.drop_record(cx, checkpoint, record, &reason)?;
+                        }
+                    }
+                }
+                OutcomeRef::Drop(reason) => self.drop_record(cx, checkpoint, record, reason)?,
+            }
+        }
+        self.after_write(cx)
+    }
+
+    fn drop_record(
+        &mut self,
+        cx: &SinkContext,
+        checkpoint: u64,
+        record: &KafkaRecord<'_>,
+        reason: &str,
+    ) -> Result<(), SinkError> {
+        let hour = record.timestamp.and_then(Hour::of_millis).unwrap_or(EPOCH);
+        let file = self.file(cx, checkpoint, FileKind::Dropped, hour, record.offset)?;
+        file.file.note(record.offset);
+        let Rows::Dropped(rows) = &mut file.rows else {
+            unreachable!("dropped files hold dropped rows")
+        };
+        rows.append(&DroppedRow {
+            topic: record.topic,
+            partition: record.partition,
+            offset: record.offset,
+            timestamp: record.timestamp,
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+            reason,
+        });
+        Ok(())
+    }
+
+    /// Encodes full row buffers and rolls files past their size.
+    fn after_write(&mut self, cx: &SinkContext) -> Result<(), SinkError> {
+        let mut full = Vec::new();
+        for (slot, open) in self.open.iter_mut() {
+            if open.buffered() >= cx.settings.batch_rows {
+                open.flush_rows()?;
+            }
+            if open.file.full() {
+                full.push(*slot);
+            }
+        }
+        for slot in full {
+            let open = self.open.remove(&slot).expect("just seen");
+            self.sealed.push(seal(open)?);
+        }
+        Ok(())
+    }
+
+    fn file(
+        &mut self,
+        cx: &SinkContext,
+        checkpoint: u64,
+        kind: FileKind,
+        hour: Hour,
+        first_offset: i64,
+    ) -> Result<&mut OpenFile, SinkError> {
+        use std::collections::hash_map::Entry;
+        match self.open.entry((kind, hour)) {
+            Entry::Occupied(e) => Ok(e.into_mut()),
+            Entry::Vacant(e) => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                let key = format!(
+                    "{}/part-{}-{}-{first_offset:020}-{}.parquet",
+                    hour.dir(),
+                    self.source.topic,
+                    self.source.partition,
+                    &id[..12]
+                );
+                let staged = StagedWriter::open(
+                    cx,
+                    staged::FileSpec {
+                        kind,
+                        source: &self.source,
+                        key,
+                        id: &id,
+                    },
+                )?;
+                let (schema, rows) = match kind {
+                    FileKind::Data => (
+                        cx.data_schema.clone(),
+                        Rows::Data(DataRows::new(
+                            cx.data_schema.clone(),
+                            cx.plugin.schema(),
+                            checkpoint as i64,
+                        )),
+                    ),
+                    FileKind::Dropped => {
+                        let id = cx.plugin.identity();
+                        (
+                            cx.dropped_schema.clone(),
+                            Rows::Dropped(Box::new(DroppedRows::new(
+                                cx.dropped_schema.clone(),
+                                [id.name.clone(), id.version.clone(), id.sha256.clone()],
+                                checkpoint as i64,
+                            ))),
+                        )
+                    }
+                };
+                let file =
+                    ParquetFile::new(kind, id, self.source.clone(), schema, staged, &cx.settings)?;
+                Ok(e.insert(OpenFile { file, rows }))
+            }
+        }
+    }
+
+    /// Memory held by this partition's open files.
+    pub fn memory(&self) -> usize {
+        self.open.values().map(OpenFile::memory).sum()
+    }
+
+    /// Seals the file holding the most memory, to stay inside the budget.
+    pub fn seal_largest(&mut self) -> Result<usize, SinkError> {
+        let Some(slot) = self
+            .open
+            .iter()
+            .max_by_key(|(_, f)| f.memory())
+            .map(|(slot, _)| *slot)
+        else {
+            return Ok(0);
+        };
+        let open = self.open.remove(&slot).expect("just found");
+        let freed = open.memory();
+        self.sealed.push(seal(open)?);
+        Ok(freed)
+    }
+
+    /// Seals every file for the checkpoint and hands them over.
+    pub fn seal_all(&mut self) -> Result<Vec<SealedFile>, SinkError> {
+        for (_, open) in self.open.drain() {
+            self.sealed.push(seal(open)?);
+        }
+        Ok(std::mem::take(&mut self.sealed))
+    }
+
+    /// Gives up everything not yet handed over: nothing of it becomes
+    /// visible, and its staging entries go.
+    pub fn abort(&mut self, cx: &SinkContext) {
+        for (_, open) in self.open.drain() {
+            let (source, id) = (open.file.source.clone(), open.file.id.clone());
+            open.file.abort();
+            let _ = cx.runtime.block_on(cx.log.unstage(&source, &id));
+        }
+        for file in self.sealed.drain(..) {
+            abort_sealed(cx, &file);
+        }
+    }
+}
+
+/// Aborts a sealed file that will not be committed; failures are left to
+/// recovery, which finds the staging entry.
+pub fn abort_sealed(cx: &SinkContext, file: &SealedFile) {
+    let staging = match &file.publish {
+        crate::commit::Publish::Multipart { upload_id, .. } => crate::commit::Staging::Multipart {
+            upload_id: upload_id.clone(),
+        },
+        crate::commit::Publish::Rename { staging } => crate::commit::Staging::Rename {
+            staging: staging.clone(),
+        },
+    };
+    let location = cx.location(file.kind);
+    let result = cx.runtime.block_on(async {
+        abort(location, &file.key, &staging).await?;
+        cx.log.unstage(&file.source, &file.id).await?;
+        Ok::<_, SinkError>(())
+    });
+    if let Err(e) = result {
+        tracing::warn!(error = %e, file = %location.url_of(&file.key), "could not abort a staged file; recovery will");
+    }
+}
+
+fn seal(mut open: OpenFile) -> Result<SealedFile, SinkError> {
+    open.flush_rows()?;
+    open.file.seal()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_are_utc_and_bounded() {
+        let h = Hour::of_millis(1_732_550_400_000).unwrap();
+        assert_eq!(h.dir(), "year=2024/month=11/day=25/hour=16");
+        assert_eq!(Hour::of_millis(0).unwrap(), EPOCH);
+        assert_eq!(
+            Hour::of_millis(-1).unwrap().dir(),
+            "year=1969/month=12/day=31/hour=23"
+        );
+        assert!(Hour::of_millis(i64::MAX).is_none());
+        assert!(Hour::of_millis(253_402_300_800_000).is_none(), "year 10000");
+    }
+}

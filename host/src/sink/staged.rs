@@ -1,0 +1,366 @@
+//! A file on its way to the store, invisible until its checkpoint commits.
+//!
+//! Where the store has multipart uploads (S3, memory), the file is uploaded
+//! as parts of a multipart upload at its final key and published by
+//! completing the upload: nothing exists at the key before that. On local
+//! disk it is written under a hidden staging directory of the same
+//! location and published by an atomic rename. Either way the upload id or
+//! staging key is journalled in the commit log before the first byte, so
+//! that recovery can abort what no commit claimed.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+use super::{SinkContext, SinkError};
+use crate::commit::{FileKind, Publish, StagedEntry, Staging, TopicPartition};
+use crate::failpoints;
+use crate::retry::{Backoff, retry};
+use crate::store::Location;
+
+/// Hidden directory, in each output location, for files being written on
+/// stores without multipart uploads. Its files never end in `.parquet`.
+pub const STAGING_DIR: &str = ".lineage-staging";
+
+/// At most this many parts of one file are uploading at once.
+const PARTS_IN_FLIGHT: usize = 2;
+
+enum Mode {
+    Multipart {
+        store: Arc<dyn MultipartStore>,
+        path: Path,
+        upload_id: String,
+        parts: Vec<PartId>,
+        uploads: VecDeque<(JoinHandle<object_store::Result<PartId>>, usize, PutPayload)>,
+    },
+    Rename {
+        staging: String,
+        upload: Box<dyn MultipartUpload>,
+        uploads: VecDeque<JoinHandle<object_store::Result<()>>>,
+    },
+}
+
+pub struct StagedWriter {
+    location: Location,
+    key: String,
+    runtime: Handle,
+    mode: Mode,
+    bytes: u64,
+}
+
+/// Which file to start.
+pub struct FileSpec<'a> {
+    pub kind: FileKind,
+    pub source: &'a TopicPartition,
+    /// The final key inside the data or dropped location.
+    pub key: String,
+    pub id: &'a str,
+}
+
+impl StagedWriter {
+    /// Starts the upload and journals it. Blocks on the store.
+    pub fn open(cx: &SinkContext, spec: FileSpec<'_>) -> Result<Self, SinkError> {
+        let FileSpec {
+            kind,
+            source,
+            key,
+            id: file_id,
+        } = spec;
+        let (location, log, runtime, owner) = (cx.location(kind), &*cx.log, &cx.runtime, &cx.owner);
+        let store_err = |op: &'static str, k: &str| {
+            let url = location.url_of(k);
+            move |source| SinkError::Store {
+                op,
+                url,
+                source: Box::new(source),
+            }
+        };
+        let (mode, staging) = match &location.multipart {
+            Some(mp) => {
+                let path = location.path(&key);
+                let upload_id = runtime.block_on(retry(
+                    "start multipart upload",
+                    Backoff::default(),
+                    || async {
+                        mp.create_multipart(&path)
+                            .await
+                            .map_err(store_err("start multipart upload", &key))
+                    },
+                ))?;
+                let staging = Staging::Multipart {
+                    upload_id: upload_id.clone(),
+                };
+                let mode = Mode::Multipart {
+                    store: mp.clone(),
+                    path,
+                    upload_id,
+                    parts: Vec::new(),
+                    uploads: VecDeque::new(),
+                };
+                (Some(mode), staging)
+            }
+            None => {
+                let staging_key = format!(
+                    "{STAGING_DIR}/{}/{}/{file_id}.parquet.inprogress",
+                    source.topic, source.partition
+                );
+                (
+                    None,
+                    Staging::Rename {
+                        staging: staging_key,
+                    },
+                )
+            }
+        };
+        let entry = StagedEntry {
+            file_id: file_id.to_owned(),
+            owner: owner.clone(),
+            kind,
+            source: source.clone(),
+            key: key.clone(),
+            staging: staging.clone(),
+        };
+        runtime.block_on(retry("write staging entry", Backoff::default(), || {
+            log.stage(&entry)
+        }))?;
+        failpoints::hit("after-staging-entry")?;
+        let mode = match (mode, staging) {
+            (Some(mode), _) => mode,
+            (None, Staging::Rename { staging }) => {
+                let upload = runtime
+                    .block_on(location.store.put_multipart(&location.path(&staging)))
+                    .map_err(store_err("start staging file", &staging))?;
+                Mode::Rename {
+                    staging,
+                    upload,
+                    uploads: VecDeque::new(),
+                }
+            }
+            (None, Staging::Multipart { .. }) => unreachable!("multipart needs a multipart store"),
+        };
+        Ok(Self {
+            location: location.clone(),
+            key,
+            runtime: runtime.clone(),
+            mode,
+            bytes: 0,
+        })
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Uploads `bytes` as the next part, in the background; waits only when
+    /// too many parts of this file are already in flight.
+    pub fn put_part(&mut self, bytes: Vec<u8>) -> Result<(), SinkError> {
+        self.bytes += bytes.len() as u64;
+        let payload = PutPayload::from(bytes);
+        match &mut self.mode {
+            Mode::Multipart {
+                store,
+                path,
+                upload_id,
+                parts,
+                uploads,
+            } => {
+                let (store, path, id, idx) = (
+                    store.clone(),
+                    path.clone(),
+                    upload_id.clone(),
+                    parts.len() + uploads.len(),
+                );
+                let data = payload.clone();
+                uploads.push_back((
+                    self.runtime
+                        .spawn(async move { store.put_part(&path, &id, idx, data).await }),
+                    idx,
+                    payload,
+                ));
+            }
+            Mode::Rename {
+                upload, uploads, ..
+            } => {
+                uploads.push_back(self.runtime.spawn(upload.put_part(payload)));
+            }
+        }
+        self.settle(PARTS_IN_FLIGHT)
+    }
+
+    /// Waits until at most `keep` part uploads are in flight.
+    fn settle(&mut self, keep: usize) -> Result<(), SinkError> {
+        let url = self.location.url_of(&self.key);
+        let failed = |source| SinkError::Store {
+            op: "upload part",
+            url: url.clone(),
+            source: Box::new(source),
+        };
+        match &mut self.mode {
+            Mode::Multipart {
+                store,
+                path,
+                upload_id,
+                parts,
+                uploads,
+            } => {
+                while uploads.len() > keep {
+                    let (task, idx, payload) = uploads.pop_front().expect("non-empty");
+                    let part = match self.runtime.block_on(task).map_err(SinkError::Task)? {
+                        Ok(part) => part,
+                        // The part is still in hand: upload it again.
+                        Err(e) => {
+                            tracing::warn!(url = %url, part = idx, error = %e, "part upload failed; retrying");
+                            self.runtime.block_on(retry(
+                                "upload part",
+                                Backoff::default(),
+                                || async {
+                                    store
+                                        .put_part(path, upload_id, idx, payload.clone())
+                                        .await
+                                        .map_err(failed)
+                                },
+                            ))?
+                        }
+                    };
+                    parts.push(part);
+                    failpoints::hit("after-part-upload")?;
+                }
+            }
+            Mode::Rename { uploads, .. } => {
+                while uploads.len() > keep {
+                    let task = uploads.pop_front().expect("non-empty");
+                    self.runtime
+                        .block_on(task)
+                        .map_err(SinkError::Task)?
+                        .map_err(failed)?;
+                    failpoints::hit("after-part-upload")?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads the last bytes and waits for every part: the file is then
+    /// durable but still invisible. Returns how to publish it.
+    pub fn seal(mut self, last: Vec<u8>) -> Result<(Publish, u64), SinkError> {
+        if !last.is_empty() {
+            self.put_part(last)?;
+        }
+        self.settle(0)?;
+        let bytes = self.bytes;
+        match self.mode {
+            Mode::Multipart {
+                upload_id, parts, ..
+            } => Ok((
+                Publish::Multipart {
+                    upload_id,
+                    parts: parts.into_iter().map(|p| p.content_id).collect(),
+                },
+                bytes,
+            )),
+            Mode::Rename {
+                staging,
+                mut upload,
+                ..
+            } => {
+                let url = self.location.url_of(&staging);
+                self.runtime
+                    .block_on(upload.complete())
+                    .map_err(|source| SinkError::Store {
+                        op: "finish staging file",
+                        url,
+                        source: Box::new(source),
+                    })?;
+                Ok((Publish::Rename { staging }, bytes))
+            }
+        }
+    }
+
+    /// Gives the file up: nothing of it becomes visible.
+    pub fn abort(mut self) {
+        // Let running uploads finish first, so that none lands after the
+        // abort.
+        let _ = self.settle(0);
+        let staging = match &self.mode {
+            Mode::Multipart { upload_id, .. } => Staging::Multipart {
+                upload_id: upload_id.clone(),
+            },
+            Mode::Rename { staging, .. } => Staging::Rename {
+                staging: staging.clone(),
+            },
+        };
+        let (location, key) = (self.location.clone(), self.key.clone());
+        let result = self
+            .runtime
+            .block_on(async move { abort(&location, &key, &staging).await });
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not abort a staged file; recovery will");
+        }
+    }
+}
+
+/// Makes a committed file visible. Idempotent: publishing a file that is
+/// already visible succeeds.
+pub async fn publish(location: &Location, key: &str, how: &Publish) -> Result<(), SinkError> {
+    let path = location.path(key);
+    let result = match how {
+        Publish::Multipart { upload_id, parts } => {
+            let mp = location.multipart.as_ref().ok_or_else(|| {
+                SinkError::Invalid(format!(
+                    "{}: a multipart publish on a store without multipart uploads",
+                    location.url
+                ))
+            })?;
+            let parts = parts
+                .iter()
+                .map(|p| PartId {
+                    content_id: p.clone(),
+                })
+                .collect();
+            mp.complete_multipart(&path, &upload_id.clone(), parts)
+                .await
+                .map(|_| ())
+        }
+        Publish::Rename { staging } => location.store.rename(&location.path(staging), &path).await,
+    };
+    match result {
+        Ok(()) => Ok(()),
+        // Done before, by us or by recovery: the upload or staging file is
+        // gone and the object is there.
+        Err(e) => match location.store.head(&path).await {
+            Ok(_) => Ok(()),
+            Err(_) => Err(SinkError::Store {
+                op: "publish",
+                url: location.url_of(key),
+                source: Box::new(e),
+            }),
+        },
+    }
+}
+
+/// Drops a staged file that no commit claimed. Idempotent.
+pub async fn abort(location: &Location, key: &str, staging: &Staging) -> Result<(), SinkError> {
+    let result = match staging {
+        Staging::Multipart { upload_id } => match &location.multipart {
+            Some(mp) => {
+                mp.abort_multipart(&location.path(key), &upload_id.clone())
+                    .await
+            }
+            None => Ok(()),
+        },
+        Staging::Rename { staging } => location.store.delete(&location.path(staging)).await,
+    };
+    match result {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(source) => Err(SinkError::Store {
+            op: "abort",
+            url: location.url_of(key),
+            source: Box::new(source),
+        }),
+    }
+}
