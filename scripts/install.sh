@@ -13,9 +13,10 @@ check_only=false
 say() { echo "install: $*" >&2; }
 die() { say "$*"; exit 1; }
 
-# Debian packages the build needs: a C toolchain for the -sys crates
-# (mimalloc), pkg-config to find system libraries.
-APT_PACKAGES=(build-essential pkg-config)
+# Debian packages the build needs: a C toolchain and cmake for the -sys
+# crates (librdkafka, mimalloc), and the libraries librdkafka links (TLS,
+# SASL, zlib; curl for its OIDC support); python3-venv for the test readers.
+APT_PACKAGES=(build-essential pkg-config cmake libssl-dev libsasl2-dev zlib1g-dev libcurl4-openssl-dev python3-venv)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -66,4 +67,25 @@ for component in rustfmt clippy; do
     }
 done
 
-say "ready: $(rustc --version), wasm32-wasip2"
+# Tools that take minutes to build or download are installed once into a
+# stable cache, keyed by version, and reused.
+TOOLS="${LINEAGE_TOOLS_DIR:-$HOME/.cache/lineage/tools}"
+TANSU_VERSION=0.6.0
+tansu="$TOOLS/tansu-$TANSU_VERSION/bin/tansu"
+if [[ ! -x "$tansu" ]]; then
+    $check_only && die "tansu $TANSU_VERSION is missing (expected $tansu)"
+    say "building tansu $TANSU_VERSION (a Kafka-compatible broker for the tests; minutes, once)"
+    cargo install tansu --version "$TANSU_VERSION" --locked --features dynostore \
+        --root "$TOOLS/tansu-$TANSU_VERSION" --quiet
+fi
+
+# pyarrow and DuckDB read the output in the tests, as users do.
+venv="$TOOLS/python"
+if ! "$venv/bin/python" -c "import pyarrow, duckdb" 2>/dev/null; then
+    $check_only && die "the Python readers (pyarrow, duckdb) are missing (expected $venv)"
+    say "installing pyarrow and duckdb into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb
+fi
+
+say "ready: $(rustc --version), wasm32-wasip2, tansu $TANSU_VERSION, pyarrow + duckdb"

@@ -110,6 +110,11 @@ pub struct RunArgs {
     #[arg(long = "single-writer", env = "SINGLE_WRITER")]
     pub single_writer: bool,
 
+    /// Commits between snapshots of the commit log's state (start-up reads
+    /// at most this many commits).
+    #[arg(long = "snapshot-every", env = "SNAPSHOT_EVERY", default_value_t = crate::commit::DEFAULT_SNAPSHOT_EVERY, hide = true)]
+    pub snapshot_every: u64,
+
     #[command(flatten)]
     pub plugin: PluginConfig,
 }
@@ -148,6 +153,7 @@ impl RunArgs {
             shutdown_timeout: self.shutdown_timeout,
             single_writer: self.single_writer,
             batch_records: self.plugin.batch_records,
+            snapshot_every: self.snapshot_every,
         }
     }
 }

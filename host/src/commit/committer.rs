@@ -18,7 +18,7 @@ use crate::store::Location;
 
 /// Take a snapshot of the folded state every this many commits, so that a
 /// start reads a bounded number of commits.
-pub const SNAPSHOT_EVERY: u64 = 100;
+pub const DEFAULT_SNAPSHOT_EVERY: u64 = 100;
 
 /// A checkpoint ready to commit: sealed files and the offset ranges they
 /// account for.
@@ -49,6 +49,7 @@ pub struct Committer {
     /// Commits since the last snapshot: where recovery looks for the files
     /// of staging entries.
     recent: Vec<Commit>,
+    snapshot_every: u64,
 }
 
 impl Committer {
@@ -68,6 +69,7 @@ impl Committer {
             owner,
             state: loaded.state,
             recent: Vec::new(),
+            snapshot_every: DEFAULT_SNAPSHOT_EVERY,
         };
         for commit in &loaded.recent {
             committer.finish(commit).await?;
@@ -80,6 +82,11 @@ impl Committer {
             "commit log loaded"
         );
         Ok(committer)
+    }
+
+    pub fn with_snapshot_every(mut self, commits: u64) -> Self {
+        self.snapshot_every = commits.max(1);
+        self
     }
 
     pub fn owner(&self) -> &Owner {
@@ -281,7 +288,7 @@ impl Committer {
     /// a snapshot.
     pub async fn publish(&mut self, commit: &Commit) -> Result<(), CommitError> {
         self.finish(commit).await?;
-        if commit.seq.is_multiple_of(SNAPSHOT_EVERY) {
+        if commit.seq.is_multiple_of(self.snapshot_every) {
             self.snapshot().await?;
         }
         Ok(())

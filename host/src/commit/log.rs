@@ -38,6 +38,39 @@ pub enum Staging {
     Rename { staging: String },
 }
 
+/// A snapshot as stored: JSON object keys must be strings, so the maps are
+/// lists.
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    seq: u64,
+    partitions: Vec<(TopicPartition, super::state::PartitionState)>,
+    checkpoints: Vec<(u32, u64)>,
+}
+
+impl From<&LogState> for Snapshot {
+    fn from(s: &LogState) -> Self {
+        Self {
+            seq: s.seq,
+            partitions: s
+                .partitions
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            checkpoints: s.checkpoints.iter().map(|(k, v)| (*k, *v)).collect(),
+        }
+    }
+}
+
+impl From<Snapshot> for LogState {
+    fn from(s: Snapshot) -> Self {
+        Self {
+            seq: s.seq,
+            partitions: s.partitions.into_iter().collect(),
+            checkpoints: s.checkpoints.into_iter().collect(),
+        }
+    }
+}
+
 /// The log's state and the commits read after its snapshot, which recovery
 /// needs to find committed files.
 #[derive(Debug, Default)]
@@ -147,10 +180,12 @@ impl CommitLog {
                 .bytes()
                 .await
                 .map_err(|e| self.err("read snapshot", &key, e))?;
-            state = serde_json::from_slice(&bytes).map_err(|e| CommitError::Corrupt {
-                object: self.location.url_of(&key),
-                detail: e.to_string(),
-            })?;
+            state = serde_json::from_slice::<Snapshot>(&bytes)
+                .map_err(|e| CommitError::Corrupt {
+                    object: self.location.url_of(&key),
+                    detail: e.to_string(),
+                })?
+                .into();
         }
         // Fetch what is listed concurrently, then follow the chain to its
         // end: commits may have landed since the listing.
@@ -220,7 +255,7 @@ impl CommitLog {
 
     pub async fn write_snapshot(&self, state: &LogState) -> Result<(), CommitError> {
         let key = Self::snapshot_key(state.seq);
-        let json = serde_json::to_vec(state).expect("state serialises");
+        let json = serde_json::to_vec(&Snapshot::from(state)).expect("state serialises");
         self.location
             .store
             .put(&self.location.path(&key), PutPayload::from(json))
@@ -319,5 +354,88 @@ impl CommitLog {
 
     pub fn root(&self) -> &Path {
         &self.location.prefix
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commit::entry::{Claim, OffsetRange, PluginStamp};
+
+    fn log() -> CommitLog {
+        let name = uuid::Uuid::new_v4().simple().to_string();
+        CommitLog::new(
+            Location::open(
+                "WRITE_AHEAD_COMMIT_LOG_PATH",
+                &format!("memory://{name}/wal"),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn commit(seq: u64, checkpoint: u64) -> Commit {
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        Commit {
+            seq,
+            checkpoint,
+            owner: Owner {
+                subtask: 0,
+                incarnation: "a".into(),
+            },
+            timestamp: String::new(),
+            plugin: PluginStamp::default(),
+            claims: if checkpoint == 0 {
+                vec![Claim {
+                    source: tp.clone(),
+                    next: 0,
+                }]
+            } else {
+                vec![]
+            },
+            ranges: if checkpoint > 0 {
+                vec![OffsetRange {
+                    source: tp,
+                    first: (checkpoint as i64 - 1) * 10,
+                    last: checkpoint as i64 * 10 - 1,
+                    records: 10,
+                }]
+            } else {
+                vec![]
+            },
+            files: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn commits_are_created_once_and_loaded_with_snapshots() {
+        let log = log();
+        assert!(log.create(&commit(1, 0)).await.unwrap());
+        assert!(
+            !log.create(&commit(1, 0)).await.unwrap(),
+            "a second create loses"
+        );
+        assert!(log.create(&commit(2, 1)).await.unwrap());
+        let loaded = log.load().await.unwrap();
+        assert_eq!(loaded.state.seq, 2);
+        assert_eq!(loaded.recent.len(), 2);
+
+        log.write_snapshot(&loaded.state).await.unwrap();
+        assert!(log.create(&commit(3, 2)).await.unwrap());
+        let loaded = log.load().await.unwrap();
+        assert_eq!(loaded.state.seq, 3);
+        assert_eq!(
+            loaded.recent.len(),
+            1,
+            "only what follows the snapshot is read"
+        );
+        let tp = TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        };
+        assert_eq!(loaded.state.partition(&tp).unwrap().next, 20);
+        assert_eq!(loaded.state.next_checkpoint(0), 3);
     }
 }

@@ -7,7 +7,7 @@ mod entry;
 mod log;
 mod state;
 
-pub use committer::{Committer, Prepared, Published};
+pub use committer::{Committer, DEFAULT_SNAPSHOT_EVERY, Prepared, Published};
 pub use entry::{
     Claim, Commit, CommittedFile, FileKind, HEADER, OffsetRange, Owner, PluginStamp, Publish,
     TopicPartition,

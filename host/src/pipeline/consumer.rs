@@ -28,6 +28,8 @@ pub enum Control {
 /// consumer thread touches it, the lock is for the rebalance callback.
 struct Inflight {
     pending: HashMap<TopicPartition, Fetched>,
+    /// The next offset expected per partition, since it was assigned.
+    expected: HashMap<TopicPartition, i64>,
     /// The last offset sent to a worker, per partition, since the barrier.
     sent: BTreeMap<TopicPartition, i64>,
     /// The number the next non-empty checkpoint gets.
@@ -61,6 +63,7 @@ impl ConsumerShared {
         Self {
             inflight: Mutex::new(Inflight {
                 pending: HashMap::new(),
+                expected: HashMap::new(),
                 sent: BTreeMap::new(),
                 checkpoint,
             }),
@@ -95,8 +98,21 @@ impl ConsumerShared {
         if self.fenced.lock().expect("fenced lock").contains(&tp) {
             return;
         }
-        self.stats.consumed.fetch_add(1, Ordering::Relaxed);
         let mut inflight = self.inflight.lock().expect("inflight lock");
+        // A record at or below one already taken would be written twice: a
+        // broker that serves one again (seen with tansu 0.6) must not break
+        // exactly once.
+        let offset = m.offset();
+        match inflight.expected.get(&tp) {
+            Some(&next) if offset < next => {
+                self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(partition = %tp, offset, expected = next, "broker served an offset already consumed; skipping it");
+                return;
+            }
+            _ => {}
+        }
+        inflight.expected.insert(tp.clone(), offset + 1);
+        self.stats.consumed.fetch_add(1, Ordering::Relaxed);
         let batch = inflight
             .pending
             .entry(tp.clone())
@@ -206,6 +222,7 @@ impl ConsumerShared {
             fenced.insert(tp.clone());
             inflight.pending.remove(tp);
             inflight.sent.remove(tp);
+            inflight.expected.remove(tp);
         }
         drop(inflight);
         for worker in &self.workers {
@@ -224,6 +241,10 @@ impl Rebalance for ConsumerShared {
         for tp in &wanted {
             fenced.remove(tp);
         }
+        let mut inflight = self.inflight.lock().expect("inflight lock");
+        for (tp, offset) in &next {
+            inflight.expected.insert(tp.clone(), *offset);
+        }
         next
     }
 
@@ -236,6 +257,11 @@ impl Rebalance for ConsumerShared {
                 let _ = committed.recv();
             }
         }
+        let mut inflight = self.inflight.lock().expect("inflight lock");
+        for tp in &partitions {
+            inflight.expected.remove(tp);
+        }
+        drop(inflight);
         for worker in &self.workers {
             let _ = worker.send(WorkerMsg::Forget(partitions.clone()));
         }

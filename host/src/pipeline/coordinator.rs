@@ -106,12 +106,14 @@ pub fn run(
         incarnation: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
     };
     let log = Arc::new(CommitLog::new(wal));
-    let committer = handle.block_on(Committer::start(
-        log.clone(),
-        data.clone(),
-        dropped.clone(),
-        owner.clone(),
-    ))?;
+    let committer = handle
+        .block_on(Committer::start(
+            log.clone(),
+            data.clone(),
+            dropped.clone(),
+            owner.clone(),
+        ))?
+        .with_snapshot_every(settings.snapshot_every);
     let first_checkpoint = committer.next_checkpoint();
 
     let (events_tx, events) = unbounded();

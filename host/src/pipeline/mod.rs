@@ -51,6 +51,8 @@ pub struct RunSettings {
     pub single_writer: bool,
     /// Records per batch handed to a worker.
     pub batch_records: usize,
+    /// Commits between snapshots of the log's state.
+    pub snapshot_every: u64,
 }
 
 /// Counters the pipeline keeps; the demo shows them, metrics export them.
@@ -65,6 +67,8 @@ pub struct Stats {
     pub early_seals: AtomicU64,
     pub pauses: AtomicU64,
     pub fenced: AtomicU64,
+    /// Records the broker served again and the consumer skipped.
+    pub redelivered: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]

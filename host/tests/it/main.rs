@@ -5,4 +5,6 @@ mod cli;
 mod enrich;
 mod hostile;
 mod loading;
+mod pipeline;
+mod pipeline_support;
 mod support;

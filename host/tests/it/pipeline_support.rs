@@ -1,0 +1,519 @@
+//! Support for pipeline tests: a real broker (tansu) on loopback, `lineage
+//! run` as a separate process, and an independent check of the output.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value as Json;
+
+use lineage::commit::{CommitLog, TopicPartition};
+use lineage::sink::CHECKPOINT_ID;
+use lineage::store::Location;
+
+use crate::support::{components, repo_root};
+
+pub fn tools_dir() -> PathBuf {
+    std::env::var_os("LINEAGE_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/lineage/tools")
+        })
+}
+
+fn tool(path: PathBuf) -> PathBuf {
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install.sh",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind a free port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `ready` until it holds, or fails the test after `limit`.
+pub fn wait_for(what: &str, limit: Duration, ready: impl FnMut() -> bool) {
+    wait_or(what, limit, ready, String::new)
+}
+
+/// Like `wait_for`, with `context` (a log, say) in the failure message.
+pub fn wait_or(
+    what: &str,
+    limit: Duration,
+    mut ready: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    let deadline = Instant::now() + limit;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}\n{}",
+            context()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A tansu broker with in-memory storage on a loopback port; stopped on
+/// drop.
+pub struct Broker {
+    child: Child,
+    pub bootstrap: String,
+}
+
+impl Broker {
+    pub fn start() -> Self {
+        let tansu = tool(tools_dir().join("tansu-0.6.0/bin/tansu"));
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(tansu)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .args(["--storage-engine", "memory://tansu/"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let bootstrap = format!("127.0.0.1:{port}");
+        wait_for("tansu to listen", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&bootstrap).is_ok()
+        });
+        Self { child, bootstrap }
+    }
+
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("admin client");
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let results = runtime
+            .block_on(admin.create_topics(
+                &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            ))
+            .expect("create topic");
+        for r in results {
+            r.expect("topic created");
+        }
+    }
+
+    fn consumer(&self) -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .set("group.id", "test-reader")
+            .set("enable.auto.commit", "false")
+            .set("fetch.wait.max.ms", "10")
+            .create()
+            .expect("consumer")
+    }
+
+    /// Everything the topic holds, read by a plain consumer: the ground
+    /// truth the output is checked against. `total` is how many records
+    /// were produced (tansu's high watermarks lag, so they cannot say).
+    pub fn contents(&self, topic: &str, partitions: i32, total: usize) -> Contents {
+        let consumer = self.consumer();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition_offset(topic, p, Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&tpl).unwrap();
+        let mut out = BTreeMap::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while out.len() < total {
+            assert!(
+                Instant::now() < deadline,
+                "reading the topic back timed out after {} of {total} records",
+                out.len()
+            );
+            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                let m = m.expect("read the topic");
+                out.insert((m.partition(), m.offset()), m.payload().map(<[u8]>::to_vec));
+            }
+        }
+        out
+    }
+}
+
+/// The records of a topic by (partition, offset).
+pub type Contents = BTreeMap<(i32, i64), Option<Vec<u8>>>;
+
+/// The offset after the last record, per partition.
+pub fn ends(contents: &Contents) -> BTreeMap<i32, i64> {
+    let mut ends = BTreeMap::new();
+    for (p, o) in contents.keys() {
+        let end = ends.entry(*p).or_insert(0);
+        *end = (*end).max(o + 1);
+    }
+    ends
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Output, dropped and commit-log directories of one test.
+pub struct Paths {
+    _dir: tempfile::TempDir,
+    pub output: PathBuf,
+    pub dropped: PathBuf,
+    pub wal: PathBuf,
+    /// Every run's stderr, appended.
+    pub log: PathBuf,
+}
+
+impl Paths {
+    pub fn new() -> Self {
+        let mut dir = tempfile::tempdir().unwrap();
+        // For post-mortems: LINEAGE_KEEP_TEST_DIRS=1 leaves them in /tmp.
+        if std::env::var_os("LINEAGE_KEEP_TEST_DIRS").is_some() {
+            dir.disable_cleanup(true);
+            eprintln!("test directory: {}", dir.path().display());
+        }
+        Self {
+            output: dir.path().join("output"),
+            dropped: dir.path().join("dropped"),
+            wal: dir.path().join("wal"),
+            log: dir.path().join("lineage.log"),
+            _dir: dir,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// `lineage run` as its own process.
+pub struct Lineage {
+    child: Option<Child>,
+}
+
+pub const CHECKPOINT_INTERVAL: &str = "300ms";
+
+impl Lineage {
+    pub fn start(broker: &Broker, topic: &str, paths: &Paths, env: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lineage"));
+        command
+            .arg("run")
+            .env("KAFKA_BOOTSTRAP_SERVERS", &broker.bootstrap)
+            .env("KAFKA_TOPIC", topic)
+            // A fresh group per process: tansu 0.6 does not always hand the
+            // partitions of killed members to a new one (seen after a burst
+            // of kill -9), and offsets live in the commit log anyway.
+            .env(
+                "KAFKA_GROUP_ID",
+                format!("it-{topic}-{}", uuid::Uuid::new_v4().simple()),
+            )
+            .env("OUTPUT_PATH", &paths.output)
+            .env("DROPPED_PATH", &paths.dropped)
+            .env("WRITE_AHEAD_COMMIT_LOG_PATH", &paths.wal)
+            .env("PLUGIN_PATH", &components().enrich)
+            .env(
+                "PLUGIN_CACHE_DIR",
+                repo_root().join("target/test-plugin-cache"),
+            )
+            .env("CHECKPOINT_INTERVAL", CHECKPOINT_INTERVAL)
+            .env("WORKERS", "2")
+            .env("SNAPSHOT_EVERY", "2")
+            // A killed member leaves the group after this, not the default
+            // 45 s, so that restarts get their partitions back quickly.
+            .env(
+                "KAFKA_PROPERTIES",
+                "session.timeout.ms=6000,heartbeat.interval.ms=500",
+            )
+            .env("NO_COLOR", "1")
+            .env_remove("LINEAGE_FAILPOINTS")
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&paths.log)
+                    .expect("open the run log"),
+            );
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().expect("start lineage run");
+        Self { child: Some(child) }
+    }
+
+    /// Starts and waits until the partitions are assigned (and claimed).
+    pub fn start_ready(broker: &Broker, topic: &str, paths: &Paths, env: &[(&str, &str)]) -> Self {
+        let before = paths.log().matches("partitions assigned").count();
+        let run = Self::start(broker, topic, paths, env);
+        wait_or(
+            "lineage to be assigned partitions",
+            Duration::from_secs(60),
+            || paths.log().matches("partitions assigned").count() > before,
+            || paths.log(),
+        );
+        run
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().expect("running").id() as i32
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: plain syscall on a child we own.
+        unsafe {
+            libc::kill(self.pid(), signal);
+        }
+    }
+
+    /// SIGTERM, then wait: a graceful stop.
+    pub fn terminate(mut self) -> ExitStatus {
+        self.signal(libc::SIGTERM);
+        self.wait(Duration::from_secs(60))
+    }
+
+    /// SIGKILL, then wait.
+    pub fn kill(mut self) {
+        self.signal(libc::SIGKILL);
+        self.wait(Duration::from_secs(30));
+    }
+
+    /// Waits for the process to exit on its own, at most `limit`.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let child = self.child.as_mut().expect("running");
+        let mut status = None;
+        wait_for("lineage to exit", limit, || {
+            status = child.try_wait().expect("wait for lineage");
+            status.is_some()
+        });
+        self.child = None;
+        status.expect("exited")
+    }
+}
+
+impl Drop for Lineage {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Producer settings for tests. tansu 0.6's memory engine serves the wrong
+/// records to a fetch that starts inside a multi-record batch (it skips or
+/// repeats some), and a restart resumes anywhere: one record per batch
+/// keeps every offset a batch boundary.
+pub fn test_producer_properties() -> Vec<(String, String)> {
+    vec![("batch.num.messages".into(), "1".into())]
+}
+
+pub fn generate_args(
+    broker: &Broker,
+    topic: &str,
+    start: u64,
+    count: u64,
+    invalid_share: f64,
+    rate: f64,
+) -> lineage::cli::generate::GenerateArgs {
+    lineage::cli::generate::GenerateArgs {
+        kafka: lineage::cli::run::KafkaArgs {
+            bootstrap_servers: broker.bootstrap.clone(),
+            topic: topic.into(),
+            security_protocol: "PLAINTEXT".into(),
+            properties: test_producer_properties(),
+        },
+        rate,
+        count: Some(count),
+        invalid_share,
+        start,
+    }
+}
+
+/// Produces `count` seed records, a share of them invalid, with sequence
+/// numbers from `start`.
+pub fn produce(broker: &Broker, topic: &str, start: u64, count: u64, invalid_share: f64) {
+    let args = generate_args(broker, topic, start, count, invalid_share, 0.0);
+    let done = lineage::cli::generate::generate(&args, None, None).expect("produce");
+    assert_eq!(done.records, count);
+    assert_eq!(done.failed, 0);
+}
+
+/// Waits until the commit log accounts for every offset before `ends`.
+pub fn wait_committed(paths: &Paths, topic: &str, ends: &BTreeMap<i32, i64>) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let location =
+        Location::open("WRITE_AHEAD_COMMIT_LOG_PATH", paths.wal.to_str().unwrap()).unwrap();
+    let log = CommitLog::new(location);
+    let tail = || {
+        let log = paths.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    };
+    wait_or(
+        "the commit log to catch up",
+        Duration::from_secs(120),
+        || {
+            let Ok(loaded) = runtime.block_on(log.load()) else {
+                return false;
+            };
+            ends.iter().all(|(p, h)| {
+                *h == 0
+                    || loaded
+                        .state
+                        .partition(&TopicPartition {
+                            topic: topic.into(),
+                            partition: *p,
+                        })
+                        .is_some_and(|s| s.next >= *h)
+            })
+        },
+        tail,
+    );
+}
+
+/// What the output holds, read by pyarrow and DuckDB.
+pub struct Output {
+    pub data: Vec<Json>,
+    pub dropped: Vec<Json>,
+    pub visible: Vec<String>,
+    pub committed: BTreeMap<String, i64>,
+    pub duckdb_rows: i64,
+}
+
+pub fn read_output(paths: &Paths) -> Output {
+    let python = tool(tools_dir().join("python/bin/python"));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/read_output.py");
+    let out = Command::new(python)
+        .arg(script)
+        .args([&paths.output, &paths.dropped, &paths.wal])
+        .output()
+        .expect("run the reader");
+    assert!(
+        out.status.success(),
+        "reader failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Json = serde_json::from_slice(&out.stdout).expect("reader JSON");
+    let list = |k: &str| doc[k].as_array().cloned().unwrap_or_default();
+    Output {
+        data: list("data"),
+        dropped: list("dropped"),
+        visible: list("visible")
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect(),
+        committed: doc["committed"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_i64().unwrap()))
+            .collect(),
+        duckdb_rows: doc["duckdb_rows"].as_i64().unwrap(),
+    }
+}
+
+/// The promise: every record of the topic is in exactly one committed data
+/// or dropped file, valid ones as data with the right values and hour,
+/// invalid ones as dropped with the plugin's reason; nothing uncommitted is
+/// visible. Returns (kept, dropped).
+pub fn assert_exactly_once(contents: &Contents, output: &Output) -> (usize, usize) {
+    let mut seen: BTreeMap<(i32, i64), &'static str> = BTreeMap::new();
+    let mut twice = Vec::new();
+    let mut visible: Vec<&String> = output.visible.iter().collect();
+    visible.sort();
+    let mut committed: Vec<&String> = output.committed.keys().collect();
+    committed.sort();
+    assert_eq!(
+        visible, committed,
+        "the visible files must be exactly the committed ones"
+    );
+    for row in &output.data {
+        let key = (row[0].as_i64().unwrap() as i32, row[1].as_i64().unwrap());
+        if seen.insert(key, "data").is_some() {
+            twice.push(key);
+        }
+        let value = contents
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key:?} is in the output but not in the topic"));
+        let event = guest_enrich::enrich(value.as_deref())
+            .unwrap_or_else(|e| panic!("{key:?} was kept but is invalid: {e}"));
+        assert_eq!(row[2].as_str().unwrap(), event.uuid, "{key:?} uuid");
+        assert_eq!(
+            row[3].as_i64().unwrap(),
+            event.timestamp,
+            "{key:?} timestamp"
+        );
+        let hour = lineage::sink::Hour::of_millis(event.timestamp)
+            .unwrap()
+            .dir();
+        let file = row[5].as_str().unwrap();
+        assert!(
+            file.contains(&hour),
+            "{key:?} is in {file}, not under {hour}"
+        );
+        assert_eq!(
+            Some(&row[4].as_i64().unwrap()),
+            output.committed.get(file),
+            "{key:?}: {CHECKPOINT_ID} differs from the checkpoint that committed {file}"
+        );
+    }
+    for row in &output.dropped {
+        let key = (row[0].as_i64().unwrap() as i32, row[1].as_i64().unwrap());
+        if seen.insert(key, "dropped").is_some() {
+            twice.push(key);
+        }
+        let value = contents
+            .get(&key)
+            .unwrap_or_else(|| panic!("{key:?} is in the output but not in the topic"));
+        let reason = guest_enrich::enrich(value.as_deref())
+            .err()
+            .unwrap_or_else(|| panic!("{key:?} was dropped but is valid"));
+        assert_eq!(row[2].as_str().unwrap(), reason, "{key:?} reason");
+        let file = row[4].as_str().unwrap();
+        assert_eq!(
+            Some(&row[3].as_i64().unwrap()),
+            output.committed.get(file),
+            "{key:?}: {CHECKPOINT_ID} differs from its checkpoint"
+        );
+    }
+    assert!(
+        twice.is_empty(),
+        "records written twice: {:?}",
+        &twice[..twice.len().min(20)]
+    );
+    let missing: Vec<_> = contents.keys().filter(|k| !seen.contains_key(k)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} records lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+    assert_eq!(
+        output.duckdb_rows,
+        output.data.len() as i64,
+        "DuckDB reads every data row"
+    );
+    (output.data.len(), output.dropped.len())
+}
