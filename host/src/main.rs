@@ -13,7 +13,12 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The demo talks to the terminal; its logs would drown the progress.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn,wasmtime=warn,cranelift=warn",
+        _ => "info,wasmtime=warn,cranelift=warn",
+    };
+    init_logging(cli.log_format, default_filter);
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
@@ -37,6 +42,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 files = summary.files,
                 "stopped"
             );
+        }
+        Command::Demo(args) => {
+            cli::demo::demo(&args, &mut out)?;
         }
         Command::Generate(args) => {
             let (stop, stopped) = lineage::pipeline::StopHandle::new();
@@ -72,10 +80,10 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_filter: &str) {
     let filter = EnvFilter::try_from_env("LINEAGE_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+        .unwrap_or_else(|_| EnvFilter::new(default_filter));
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

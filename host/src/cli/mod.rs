@@ -2,6 +2,7 @@
 //! variable.
 
 pub mod bench;
+pub mod demo;
 pub mod generate;
 pub mod plugin;
 pub mod run;
@@ -38,6 +39,10 @@ pub enum Command {
 
     /// Produce the seed's InputEvent records, some invalid, to a topic.
     Generate(generate::GenerateArgs),
+
+    /// Run everything on this machine: an in-process Kafka, the generator
+    /// and the pipeline, writing under ./lineage-data.
+    Demo(demo::DemoArgs),
 
     /// Inspect a plugin, or run it over sample records.
     #[command(subcommand)]

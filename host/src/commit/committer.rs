@@ -33,7 +33,7 @@ pub struct Prepared {
 /// What a commit attempt did.
 #[derive(Debug)]
 pub struct Published {
-    /// The commit, if anything was left to commit.
+    /// The commit written (or found written by an earlier attempt).
     pub commit: Option<Commit>,
     /// Partitions another owner took: their files were left out (and must
     /// be aborted), their records will be consumed by the new owner.
@@ -101,16 +101,19 @@ impl Committer {
         self.state.next_checkpoint(self.owner.subtask)
     }
 
-    /// Reads commits others made since ours, and returns ours if one of
-    /// them is (an earlier attempt that succeeded without our knowing).
+    /// Reads commits others made since ours, and returns our commit of
+    /// `mine` if the log holds it: an earlier attempt that succeeded though
+    /// we saw an error (a lost response, a failure right after the write).
     async fn catch_up(&mut self, mine: Option<u64>) -> Result<Option<Commit>, CommitError> {
         let read = self.log.catch_up(&mut self.state).await?;
-        let own = read
-            .iter()
-            .find(|c| c.owner == self.owner && Some(c.checkpoint) == mine)
-            .cloned();
         self.recent.extend(read);
-        Ok(own)
+        Ok(mine.and_then(|checkpoint| {
+            self.recent
+                .iter()
+                .rev()
+                .find(|c| c.owner == self.owner && c.checkpoint == checkpoint)
+                .cloned()
+        }))
     }
 
     /// Claims `partitions` for this instance, fencing their previous owners,
@@ -213,7 +216,9 @@ impl Committer {
     }
 
     /// Commits a checkpoint: the commit point of the protocol. Partitions
-    /// another owner has claimed are left out and reported.
+    /// another owner has claimed are left out and reported; the commit is
+    /// written even if none is left, so that its checkpoint number, which
+    /// the files after it already carry, is used up in order.
     pub async fn commit(&mut self, prepared: &Prepared) -> Result<Published, CommitError> {
         let mut fenced: Vec<TopicPartition> = Vec::new();
         loop {
@@ -233,42 +238,37 @@ impl Committer {
                 ranges: prepared.ranges.clone(),
                 files: prepared.files.clone(),
             };
-            commit.ranges.retain(|r| !fenced.contains(&r.source));
-            commit.files.retain(|f| !fenced.contains(&f.source));
+            let mut subtask_in_use = false;
             for conflict in self.state.conflicts(&commit) {
                 match conflict {
                     Conflict::NotOwner { source, .. } | Conflict::Gap { source, .. } => {
-                        tracing::warn!(partition = %source, conflict = %conflict_text(&self.state, &commit), "partition fenced: another owner took it; its records here are dropped and will be consumed again by the owner");
-                        fenced.push(source);
+                        if !fenced.contains(&source) {
+                            fenced.push(source);
+                        }
                     }
-                    Conflict::Checkpoint { .. } => {}
+                    Conflict::Checkpoint { .. } => subtask_in_use = true,
                 }
             }
-            commit.ranges.retain(|r| !fenced.contains(&r.source));
-            commit.files.retain(|f| !fenced.contains(&f.source));
-            if commit.ranges.is_empty() {
-                return Ok(Published {
-                    commit: None,
-                    fenced,
-                });
-            }
-            if let Some(Conflict::Checkpoint { .. }) = self
-                .state
-                .conflicts(&commit)
-                .into_iter()
-                .find(|c| matches!(c, Conflict::Checkpoint { .. }))
-            {
+            if subtask_in_use {
                 let other = self
                     .recent
                     .iter()
                     .rev()
                     .find(|c| c.owner.subtask == self.owner.subtask && c.owner != self.owner)
-                    .map(|c| c.owner.incarnation.clone())
-                    .unwrap_or_else(|| "unknown".into());
+                    .map_or_else(|| "unknown".into(), |c| c.owner.incarnation.clone());
                 return Err(CommitError::SubtaskInUse {
                     subtask: self.owner.subtask,
                     other,
                 });
+            }
+            if !fenced.is_empty() {
+                tracing::warn!(
+                    partitions = %fenced.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                    conflicts = %conflict_text(&self.state, &commit),
+                    "partitions fenced: another owner took them; what this instance holds for them is dropped and consumed again by the owner"
+                );
+                commit.ranges.retain(|r| !fenced.contains(&r.source));
+                commit.files.retain(|f| !fenced.contains(&f.source));
             }
             if self.log.create(&commit).await? {
                 self.state.apply(&commit)?;
@@ -366,4 +366,125 @@ fn conflict_text(state: &LogState, commit: &Commit) -> String {
 
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn location(name: &str, path: &str) -> Location {
+        Location::open(
+            "WRITE_AHEAD_COMMIT_LOG_PATH",
+            &format!("memory://{name}/{path}"),
+        )
+        .unwrap()
+    }
+
+    async fn committer(store: &str, subtask: u32, incarnation: &str) -> Committer {
+        let log = Arc::new(CommitLog::new(location(store, "wal")));
+        Committer::start(
+            log,
+            location(store, "out"),
+            location(store, "dropped"),
+            Owner {
+                subtask,
+                incarnation: incarnation.into(),
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition {
+            topic: "t".into(),
+            partition: p,
+        }
+    }
+
+    fn prepared(checkpoint: u64, ranges: &[(i32, i64, i64)]) -> Prepared {
+        Prepared {
+            checkpoint,
+            plugin: PluginStamp::default(),
+            ranges: ranges
+                .iter()
+                .map(|&(p, first, last)| OffsetRange {
+                    source: tp(p),
+                    first,
+                    last,
+                    records: (last - first + 1) as u64,
+                })
+                .collect(),
+            files: vec![],
+        }
+    }
+
+    fn store() -> String {
+        uuid::Uuid::new_v4().simple().to_string()
+    }
+
+    #[tokio::test]
+    async fn a_retried_commit_finds_its_own_earlier_success() {
+        let s = store();
+        let mut a = committer(&s, 0, "a").await;
+        a.claim(&[(tp(0), 0)]).await.unwrap();
+        let first = a.commit(&prepared(1, &[(0, 0, 9)])).await.unwrap();
+        let again = a.commit(&prepared(1, &[(0, 0, 9)])).await.unwrap();
+        assert_eq!(
+            first.commit, again.commit,
+            "the same commit, not a second one"
+        );
+        assert!(again.fenced.is_empty());
+        assert_eq!(a.state().seq, 2);
+
+        // A restarted reader sees exactly one.
+        let b = committer(&s, 0, "b").await;
+        assert_eq!(b.state().seq, 2);
+        assert_eq!(b.state().partition(&tp(0)).unwrap().next, 10);
+    }
+
+    #[tokio::test]
+    async fn a_claim_by_another_owner_fences_the_old_one() {
+        let s = store();
+        let mut a = committer(&s, 0, "a").await;
+        let mut b = committer(&s, 1, "b").await;
+        assert_eq!(a.claim(&[(tp(0), 0), (tp(1), 0)]).await.unwrap()[&tp(0)], 0);
+        a.commit(&prepared(1, &[(0, 0, 9), (1, 0, 4)]))
+            .await
+            .unwrap();
+
+        // b takes partition 0 over, from where the log is.
+        let next = b.claim(&[(tp(0), 0)]).await.unwrap();
+        assert_eq!(next[&tp(0)], 10);
+
+        // a, unaware, commits both: partition 0 is refused, 1 goes through.
+        let published = a
+            .commit(&prepared(2, &[(0, 10, 19), (1, 5, 9)]))
+            .await
+            .unwrap();
+        assert_eq!(published.fenced, [tp(0)]);
+        let commit = published.commit.unwrap();
+        assert_eq!(commit.ranges.len(), 1);
+        assert_eq!(commit.ranges[0].source, tp(1));
+
+        b.commit(&prepared(1, &[(0, 10, 19)])).await.unwrap();
+        let c = committer(&s, 2, "c").await;
+        assert_eq!(c.state().partition(&tp(0)).unwrap().next, 20);
+        assert_eq!(c.state().partition(&tp(1)).unwrap().next, 10);
+    }
+
+    #[tokio::test]
+    async fn the_same_subtask_in_two_live_instances_is_refused() {
+        let s = store();
+        let mut a = committer(&s, 0, "a").await;
+        let mut a2 = committer(&s, 0, "a2").await;
+        a.claim(&[(tp(0), 0)]).await.unwrap();
+        a2.claim(&[(tp(1), 0)]).await.unwrap();
+        a.commit(&prepared(1, &[(0, 0, 9)])).await.unwrap();
+        let err = a2.commit(&prepared(1, &[(1, 0, 9)])).await.unwrap_err();
+        assert!(
+            matches!(err, CommitError::SubtaskInUse { subtask: 0, .. }),
+            "{err}"
+        );
+    }
 }

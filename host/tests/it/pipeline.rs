@@ -159,3 +159,113 @@ fn kill_9_at_random_instants_under_load_loses_and_duplicates_nothing() {
     let (kept, dropped) = finish_and_check(&broker, "events", &paths, 150_000);
     assert_eq!(kept + dropped, 150_000);
 }
+
+#[test]
+fn a_tight_memory_budget_seals_files_early_and_pauses_instead_of_growing() {
+    let broker = Broker::start();
+    broker.create_topic("events", PARTITIONS);
+    let paths = Paths::new();
+    produce(&broker, "events", 0, 30_000, 0.1);
+    let contents = broker.contents("events", PARTITIONS, 30_000);
+    let run = Lineage::start_ready(
+        &broker,
+        "events",
+        &paths,
+        &[("MEMORY_BUDGET", "256KiB"), ("CHECKPOINT_INTERVAL", "5s")],
+    );
+    wait_committed(&paths, "events", &ends(&contents));
+    assert!(run.terminate().success(), "{}", paths.log());
+    let output = read_output(&paths);
+    assert_exactly_once(&contents, &output);
+    // Within one checkpoint interval, a budget this small cannot hold a
+    // file per partition: files were sealed early, so there are more of
+    // them than partitions times outputs times checkpoints would give.
+    let log = paths.log();
+    let checkpoints = log.matches("checkpoint committed").count();
+    assert!(
+        output.committed.len() > 2 * PARTITIONS as usize * checkpoints,
+        "{} files in {checkpoints} checkpoints\n{log}",
+        output.committed.len()
+    );
+}
+
+/// `lineage run` with `env` must fail at start, naming `setting`.
+fn fails_fast(env: &[(&str, &str)], setting: &str) {
+    let broker = Broker::start();
+    broker.create_topic("events", 1);
+    let paths = Paths::new();
+    let mut run = Lineage::start(&broker, "events", &paths, env);
+    let status = run.wait(Duration::from_secs(60));
+    let log = paths.log();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("error: "), "{log}");
+    assert!(
+        log.contains(setting),
+        "the error must name {setting}:\n{log}"
+    );
+}
+
+#[test]
+fn an_unreachable_broker_fails_fast_naming_the_setting() {
+    fails_fast(
+        &[("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")],
+        "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1",
+    );
+}
+
+#[test]
+fn a_missing_topic_fails_fast_naming_the_setting() {
+    fails_fast(
+        &[("KAFKA_TOPIC", "no-such-topic")],
+        "KAFKA_TOPIC=no-such-topic",
+    );
+}
+
+#[test]
+fn an_unwritable_path_fails_fast_naming_the_setting() {
+    fails_fast(
+        &[("OUTPUT_PATH", "/proc/lineage-out")],
+        "OUTPUT_PATH=/proc/lineage-out",
+    );
+    fails_fast(
+        &[("WRITE_AHEAD_COMMIT_LOG_PATH", "ftp://x/y")],
+        "WRITE_AHEAD_COMMIT_LOG_PATH=ftp://x/y",
+    );
+}
+
+#[test]
+fn a_plugin_that_does_not_load_fails_fast_naming_the_setting() {
+    fails_fast(&[("PLUGIN_PATH", "/nonexistent.wasm")], "PLUGIN_PATH");
+}
+
+#[test]
+fn commit_steps_that_fail_are_retried_not_skipped() {
+    let broker = Broker::start();
+    broker.create_topic("events", PARTITIONS);
+    let paths = Paths::new();
+    produce(&broker, "events", 0, 5_000, 0.1);
+    let contents = broker.contents("events", PARTITIONS, 5_000);
+    // Each of these fails once after its write landed: the retry must find
+    // the write done and go on, not write again.
+    let run = Lineage::start_ready(
+        &broker,
+        "events",
+        &paths,
+        &[(
+            "LINEAGE_FAILPOINTS",
+            "after-commit-log-write=error,after-first-publish=error,after-claim=error",
+        )],
+    );
+    wait_committed(&paths, "events", &ends(&contents));
+    assert!(run.terminate().success(), "{}", paths.log());
+    let log = paths.log();
+    assert!(
+        log.contains("failpoint after-commit-log-write injected an error"),
+        "{log}"
+    );
+    assert!(
+        log.contains("failpoint after-first-publish injected an error"),
+        "{log}"
+    );
+    assert_exactly_once(&contents, &read_output(&paths));
+}

@@ -118,42 +118,43 @@ impl Broker {
         }
     }
 
-    fn consumer(&self) -> BaseConsumer {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .set("group.id", "test-reader")
-            .set("enable.auto.commit", "false")
-            .set("fetch.wait.max.ms", "10")
-            .create()
-            .expect("consumer")
-    }
-
-    /// Everything the topic holds, read by a plain consumer: the ground
-    /// truth the output is checked against. `total` is how many records
-    /// were produced (tansu's high watermarks lag, so they cannot say).
+    /// Everything the topic holds: see [`read_topic`].
     pub fn contents(&self, topic: &str, partitions: i32, total: usize) -> Contents {
-        let consumer = self.consumer();
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..partitions {
-            tpl.add_partition_offset(topic, p, Offset::Beginning)
-                .unwrap();
-        }
-        consumer.assign(&tpl).unwrap();
-        let mut out = BTreeMap::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while out.len() < total {
-            assert!(
-                Instant::now() < deadline,
-                "reading the topic back timed out after {} of {total} records",
-                out.len()
-            );
-            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-                let m = m.expect("read the topic");
-                out.insert((m.partition(), m.offset()), m.payload().map(<[u8]>::to_vec));
-            }
-        }
-        out
+        read_topic(&self.bootstrap, topic, partitions, total)
     }
+}
+
+/// Everything a topic holds, read by a plain consumer: the ground truth the
+/// output is checked against. `total` is how many records were produced
+/// (tansu's high watermarks lag, so they cannot say).
+pub fn read_topic(bootstrap: &str, topic: &str, partitions: i32, total: usize) -> Contents {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "test-reader")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&tpl).unwrap();
+    let mut out = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.len() < total {
+        assert!(
+            Instant::now() < deadline,
+            "reading the topic back timed out after {} of {total} records",
+            out.len()
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.expect("read the topic");
+            out.insert((m.partition(), m.offset()), m.payload().map(<[u8]>::to_vec));
+        }
+    }
+    out
 }
 
 /// The records of a topic by (partition, offset).

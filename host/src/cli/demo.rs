@@ -1,0 +1,221 @@
+//! `lineage demo`: the whole pipeline on one machine with no broker and no
+//! cloud account. librdkafka's in-process mock cluster stands in for Kafka,
+//! `generate` feeds it, and the real pipeline writes Parquet and the commit
+//! log under ./lineage-data.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::mocking::MockCluster;
+
+use super::generate::{GenerateArgs, generate};
+use super::run::{KafkaArgs, RunArgs};
+use crate::pipeline::{RunError, Stats, StopHandle, Summary, run};
+use crate::plugin::PluginConfig;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// How long to run; Ctrl-C stops earlier.
+    #[arg(long, env = "DEMO_DURATION", default_value = "20s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+
+    /// Records generated per second.
+    #[arg(long, env = "DEMO_RATE", default_value_t = 5000.0)]
+    pub rate: f64,
+
+    /// Share of invalid records, which end up in the dropped output.
+    #[arg(long, env = "DEMO_INVALID_SHARE", default_value_t = 0.05)]
+    pub invalid_share: f64,
+
+    #[arg(long, env = "DEMO_PARTITIONS", default_value_t = 10)]
+    pub partitions: i32,
+
+    /// Where output, dropped records and the commit log go.
+    #[arg(long, env = "DEMO_DATA_DIR", default_value = "lineage-data")]
+    pub data_dir: PathBuf,
+
+    #[arg(long, env = "CHECKPOINT_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub checkpoint_interval: Duration,
+
+    /// The plugin component (.wasm).
+    #[arg(
+        long = "plugin-path",
+        env = "PLUGIN_PATH",
+        default_value = "plugins/enrich.wasm"
+    )]
+    pub plugin_path: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("mock cluster: {0}")]
+    Cluster(rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Run(#[from] Box<RunError>),
+    #[error("generator: {0}")]
+    Generate(String),
+    #[error("writing progress: {0}")]
+    Output(std::io::Error),
+    #[error("--data-dir {0}: {1}")]
+    DataDir(PathBuf, String),
+}
+
+/// The mock cluster is new on every run, so the demo starts from an empty
+/// data directory: its own from an earlier run is cleared, anything else
+/// is left alone.
+fn prepare(dir: &std::path::Path) -> Result<(), DemoError> {
+    const MARKER: &str = ".lineage-demo";
+    let bad = |e: String| DemoError::DataDir(dir.to_owned(), e);
+    if dir.exists() {
+        let mut entries = std::fs::read_dir(dir).map_err(|e| bad(e.to_string()))?;
+        if !dir.join(MARKER).exists() && entries.next().is_some() {
+            return Err(bad(
+                "exists and was not made by the demo; remove it or choose another --data-dir"
+                    .into(),
+            ));
+        }
+        std::fs::remove_dir_all(dir).map_err(|e| bad(e.to_string()))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
+    std::fs::write(
+        dir.join(MARKER),
+        "made by lineage demo; cleared by its next run\n",
+    )
+    .map_err(|e| bad(e.to_string()))
+}
+
+pub fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<Summary, DemoError> {
+    let cluster = MockCluster::new(3).map_err(DemoError::Cluster)?;
+    let topic = "events";
+    cluster
+        .create_topic(topic, args.partitions, 1)
+        .map_err(DemoError::Cluster)?;
+    let bootstrap = cluster.bootstrap_servers();
+    let dir = &args.data_dir;
+    let path = |name: &str| dir.join(name).display().to_string();
+    let kafka = KafkaArgs {
+        bootstrap_servers: bootstrap.clone(),
+        topic: topic.into(),
+        security_protocol: "PLAINTEXT".into(),
+        // The mock cluster answers fetches slowly unless asked not to wait.
+        properties: vec![("fetch.wait.max.ms".into(), "5".into())],
+    };
+    prepare(dir)?;
+    let run_args = RunArgs {
+        kafka: kafka.clone(),
+        group_id: "lineage-demo".into(),
+        output_path: path("output"),
+        dropped_path: path("dropped"),
+        commit_log_path: path("write-ahead-commit-log"),
+        plugin_path: args.plugin_path.clone(),
+        checkpoint_interval: args.checkpoint_interval,
+        subtask_index: 0,
+        workers: None,
+        memory_budget: 256 << 20,
+        max_file_size: 64 << 20,
+        compression: super::run::Codec::Zstd,
+        shutdown_timeout: Duration::from_secs(30),
+        single_writer: false,
+        snapshot_every: crate::commit::DEFAULT_SNAPSHOT_EVERY,
+        plugin: PluginConfig::default(),
+    };
+
+    let (stop_all, stop_signal) = StopHandle::new();
+    super::run::spawn_signal_handler(stop_all.clone()).map_err(|e| DemoError::Run(Box::new(e)))?;
+    let (stop_generator, generator_stopped) = StopHandle::new();
+    let (stop_pipeline, pipeline_stopped) = StopHandle::new();
+    let generated = Arc::new(AtomicU64::new(0));
+    let generator = {
+        let args = GenerateArgs {
+            kafka: KafkaArgs {
+                properties: vec![],
+                ..kafka
+            },
+            rate: args.rate,
+            count: None,
+            invalid_share: args.invalid_share,
+            start: 0,
+        };
+        let generated = generated.clone();
+        std::thread::spawn(move || generate(&args, Some(generator_stopped), Some(generated)))
+    };
+    let stats = Arc::new(Stats::default());
+    let pipeline = {
+        let (settings, stats) = (run_args.settings(), stats.clone());
+        std::thread::spawn(move || run(settings, stats, pipeline_stopped))
+    };
+
+    writeln!(
+        out,
+        "lineage demo: mock Kafka cluster at {bootstrap}, topic {topic} ({} partitions), {} records/s ({:.0}% invalid), checkpoint every {}\n",
+        args.partitions,
+        args.rate,
+        args.invalid_share * 100.0,
+        humantime::format_duration(args.checkpoint_interval)
+    )
+    .map_err(DemoError::Output)?;
+    let started = Instant::now();
+    let mut last = (Instant::now(), 0u64);
+    loop {
+        let stopping = stop_signal.recv_timeout(Duration::from_secs(1)).is_ok();
+        let s = Summary::of(&stats);
+        let now = Instant::now();
+        let rate = (s.consumed - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+        last = (now, s.consumed);
+        writeln!(
+            out,
+            "{:>5.0}s  produced {:>8}  consumed {:>8}  kept {:>8}  dropped {:>7}  checkpoints {:>3}  {:>7.0} records/s",
+            started.elapsed().as_secs_f64(),
+            generated.load(Ordering::Relaxed),
+            s.consumed,
+            s.kept,
+            s.dropped,
+            s.checkpoints,
+            rate
+        )
+        .map_err(DemoError::Output)?;
+        if stopping || started.elapsed() >= args.duration || pipeline.is_finished() {
+            break;
+        }
+    }
+    stop_generator.stop();
+    let produced = generator
+        .join()
+        .map_err(|_| DemoError::Generate("generator thread panicked".into()))?
+        .map_err(|e| DemoError::Generate(e.to_string()))?;
+    stop_pipeline.stop();
+    let summary = pipeline
+        .join()
+        .map_err(|_| DemoError::Generate("pipeline thread panicked".into()))?
+        .map_err(|e| DemoError::Run(Box::new(e)))?;
+    drop(cluster);
+
+    let output = path("output");
+    let dropped = path("dropped");
+    let wal = path("write-ahead-commit-log");
+    writeln!(
+        out,
+        "\nproduced {} records, consumed {}: {} kept, {} dropped, in {} checkpoints ({} files)\n\
+         \n\
+         data:        {output}/year=*/month=*/day=*/hour=*/part-*.parquet\n\
+         dropped:     {dropped}/...\n\
+         commit log:  {wal}/chk-<N>/subtask-0.csv\n\
+         \n\
+         Look at them:\n\
+         \x20 duckdb -c \"select kafka_partition, count(*) from read_parquet('{output}/**/*.parquet', hive_partitioning = true) group by 1 order by 1\"\n\
+         \x20 duckdb -c \"select reason, count(*) from read_parquet('{dropped}/**/*.parquet') group by 1 order by 2 desc\"\n\
+         \x20 python3 -c \"import pyarrow.dataset as ds; print(ds.dataset('{output}', partitioning='hive').to_table().slice(0, 5))\"\n\
+         \x20 cat {wal}/chk-1/subtask-*.csv        # which files checkpoint 1 committed",
+        produced.records,
+        summary.consumed,
+        summary.kept,
+        summary.dropped,
+        summary.checkpoints,
+        summary.files,
+    )
+    .map_err(DemoError::Output)?;
+    Ok(summary)
+}
