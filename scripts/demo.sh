@@ -1,20 +1,19 @@
 #!/usr/bin/env bash
-# Sets everything up and runs what Lineage does today: loads the default
-# plugin and runs it over the shipped sample records.
+# Sets everything up and runs `lineage demo`: an in-process Kafka mock
+# cluster, a generator producing the seed's events (some invalid), and the
+# real pipeline writing Parquet and the commit log under ./lineage-data.
+# Arguments go to `lineage demo` (try --help); Ctrl-C stops it early.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-scripts/install.sh
+case "${1:-}" in
+-h | --help)
+	sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//'
+	echo
+	;;
+esac
+
+scripts/install.sh --build-only
 scripts/build-plugins.sh
 cargo build --release --locked --quiet -p lineage
-lineage=target/release/lineage
-
-echo
-echo "== lineage plugin inspect plugins/enrich.wasm"
-"$lineage" plugin inspect plugins/enrich.wasm
-echo
-echo "== lineage plugin test plugins/enrich.wasm --input plugins/samples/enrich.jsonl"
-"$lineage" plugin test plugins/enrich.wasm --input plugins/samples/enrich.jsonl
-echo
-echo "Next: edit plugins/samples/enrich.jsonl and run the last command again, or"
-echo "measure the plugin: $lineage bench plugin"
+exec target/release/lineage demo "$@"

@@ -2,13 +2,21 @@
 # Installs what building and testing Lineage needs. Idempotent: a second
 # run only checks. Run as root or with sudo available.
 #
-#   scripts/install.sh        everything
-#   scripts/install.sh --check  report what is missing, install nothing
+#   scripts/install.sh              everything
+#   scripts/install.sh --build-only what building and running needs, not
+#                                   the test tools (tansu, pyarrow, duckdb)
+#   scripts/install.sh --check      report what is missing, install nothing
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 check_only=false
-[[ "${1:-}" == "--check" ]] && check_only=true
+build_only=false
+case "${1:-}" in
+"") ;;
+--check) check_only=true ;;
+--build-only) build_only=true ;;
+*) echo "usage: $0 [--check | --build-only]" >&2; exit 2 ;;
+esac
 
 say() { echo "install: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -66,6 +74,11 @@ for component in rustfmt clippy; do
         rustup component add --toolchain "$toolchain" "$component"
     }
 done
+
+if $build_only; then
+    say "ready: $(rustc --version), wasm32-wasip2"
+    exit 0
+fi
 
 # Tools that take minutes to build or download are installed once into a
 # stable cache, keyed by version, and reused.

@@ -1,5 +1,7 @@
-//! `lineage bench plugin`: what the WebAssembly boundary and fuel metering
-//! cost, measured against the same enrichment compiled into the host.
+//! `lineage bench`: what the parts cost. `plugin` measures the WebAssembly
+//! boundary and fuel metering against the same enrichment compiled into
+//! the host; `pipeline` the pipeline without Kafka; `kafka` the pipeline
+//! end to end next to a plain consumer of the same topic.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -175,12 +177,435 @@ fn native_enrich(record: &KafkaRecord<'_>, out: &mut Outcomes) {
     }
 }
 
+/// Starts the peak-RSS count over (Linux: writing 5 to clear_refs resets
+/// VmHWM), so that one process can measure two runs apart.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 /// Peak resident set of this process in KiB (Linux), the high-water mark
-/// across the whole run.
+/// since the start or the last reset.
 pub fn peak_rss() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PipelineBenchArgs {
+    /// The plugin to run.
+    #[arg(long, env = "PLUGIN_PATH", default_value = "plugins/enrich.wasm")]
+    pub component: PathBuf,
+
+    /// Records to push through.
+    #[arg(long, env = "BENCH_RECORDS", default_value_t = 2_000_000)]
+    pub records: usize,
+
+    /// Kafka partitions the records are spread over.
+    #[arg(long, env = "BENCH_PARTITIONS", default_value_t = 10)]
+    pub partitions: i32,
+
+    /// Share of invalid records (they go to the dropped output).
+    #[arg(long, env = "BENCH_INVALID_SHARE", default_value_t = 0.05)]
+    pub invalid_share: f64,
+
+    /// Where to write; a temporary directory by default.
+    #[arg(long, env = "BENCH_DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+/// `lineage bench pipeline`: the pipeline without Kafka, on one thread:
+/// records from memory through the plugin into Parquet files on local
+/// disk, sealed and committed through the commit log as a checkpoint does.
+pub fn pipeline(args: PipelineBenchArgs, out: &mut impl Write) -> Result<(), CommandError> {
+    use crate::commit::{
+        CommitLog, CommittedFile, Committer, OffsetRange, Owner, PluginStamp, Prepared,
+        TopicPartition,
+    };
+    use crate::sink::{FileSettings, PartitionSink, SinkContext};
+    use crate::source::Fetched;
+    use crate::store::Location;
+    use std::sync::Arc;
+
+    let fail = |e: &dyn std::fmt::Display| CommandError::Bench(e.to_string());
+    let temp;
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => {
+            temp = std::env::temp_dir()
+                .join(format!("lineage-bench-{}", uuid::Uuid::new_v4().simple()));
+            temp.clone()
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| fail(&e))?;
+    let open = |setting, name: &str| {
+        Location::open(setting, &dir.join(name).display().to_string()).map_err(|e| fail(&e))
+    };
+    let (data, dropped, wal) = (
+        open("OUTPUT_PATH", "output")?,
+        open("DROPPED_PATH", "dropped")?,
+        open("WRITE_AHEAD_COMMIT_LOG_PATH", "wal")?,
+    );
+    let plugin = PluginRuntime::new(PluginConfig::default())?.load(&args.component)?;
+    let owner = Owner {
+        subtask: 0,
+        incarnation: "bench".into(),
+    };
+    let log = Arc::new(CommitLog::new(wal));
+    let mut committer = runtime
+        .block_on(Committer::start(
+            log.clone(),
+            data.clone(),
+            dropped.clone(),
+            owner.clone(),
+        ))
+        .map_err(|e| fail(&e))?;
+    let partitions: Vec<TopicPartition> = (0..args.partitions)
+        .map(|p| TopicPartition {
+            topic: "bench".into(),
+            partition: p,
+        })
+        .collect();
+    let claims: Vec<_> = partitions.iter().map(|tp| (tp.clone(), 0)).collect();
+    runtime
+        .block_on(committer.claim(&claims))
+        .map_err(|e| fail(&e))?;
+    let cx = SinkContext::new(
+        data.clone(),
+        dropped.clone(),
+        log,
+        runtime.handle().clone(),
+        owner,
+        FileSettings::default(),
+        plugin.clone(),
+    );
+    let mut worker = PluginWorker::new(plugin.clone());
+    let mut sinks: Vec<PartitionSink> =
+        partitions.iter().cloned().map(PartitionSink::new).collect();
+    let mut next = vec![0i64; partitions.len()];
+    let base_ts = chrono::Utc::now().timestamp_millis();
+    let batch = 1024;
+    let mut busy = Duration::ZERO;
+    let mut produced = 0usize;
+    let mut kept = 0usize;
+    while produced < args.records {
+        let p = (produced / batch) % partitions.len();
+        let n = batch.min(args.records - produced);
+        let mut fetched = Fetched::new(partitions[p].clone());
+        for i in 0..n {
+            let seq = (produced + i) as u64;
+            let kind = super::generate::kind_of(seq, args.invalid_share);
+            let ts = base_ts + (seq as i64 % 60_000);
+            fetched.push(next[p], Some(ts), None, Some(&value(kind, seq, ts)));
+            next[p] += 1;
+        }
+        let started = Instant::now();
+        let headers = fetched.header_views();
+        let records = fetched.records(&headers);
+        let outcomes = worker.process(&records)?;
+        kept += outcomes.kept();
+        sinks[p]
+            .write(&cx, 1, &records, &outcomes)
+            .map_err(|e| fail(&e))?;
+        busy += started.elapsed();
+        produced += n;
+    }
+    let started = Instant::now();
+    let mut files = Vec::new();
+    for sink in &mut sinks {
+        files.extend(sink.seal_all().map_err(|e| fail(&e))?);
+    }
+    let prepared = Prepared {
+        checkpoint: 1,
+        plugin: PluginStamp::default(),
+        ranges: partitions
+            .iter()
+            .zip(&next)
+            .filter(|(_, n)| **n > 0)
+            .map(|(tp, n)| OffsetRange {
+                source: tp.clone(),
+                first: 0,
+                last: n - 1,
+                records: *n as u64,
+            })
+            .collect(),
+        files: files
+            .iter()
+            .map(|f| CommittedFile {
+                kind: f.kind,
+                id: f.id.clone(),
+                url: cx.location(f.kind).url_of(&f.key),
+                key: f.key.clone(),
+                source: f.source.clone(),
+                first_offset: f.first_offset,
+                last_offset: f.last_offset,
+                records: f.records,
+                bytes: f.bytes,
+                publish: f.publish.clone(),
+            })
+            .collect(),
+    };
+    let published = runtime
+        .block_on(committer.commit(&prepared))
+        .map_err(|e| fail(&e))?;
+    if let Some(commit) = &published.commit {
+        runtime
+            .block_on(committer.publish(commit))
+            .map_err(|e| fail(&e))?;
+    }
+    busy += started.elapsed();
+    let bytes: u64 = files.iter().map(|f| f.bytes).sum();
+    let text = format!(
+        "pipeline bench (no Kafka): {} | {} records over {} partitions, {:.0}% invalid | one thread\n\
+         \n\
+         records/s           {:>12.0}\n\
+         ns/record           {:>12.0}\n\
+         kept / dropped      {:>12} / {}\n\
+         files, bytes        {:>12} / {} ({:.1} bytes/record)\n\
+         peak RSS            {:>12}\n\
+         output              {}\n",
+        plugin.identity(),
+        args.records,
+        args.partitions,
+        args.invalid_share * 100.0,
+        args.records as f64 / busy.as_secs_f64(),
+        busy.as_nanos() as f64 / args.records as f64,
+        kept,
+        args.records - kept,
+        files.len(),
+        bytes,
+        bytes as f64 / args.records as f64,
+        peak_rss().map_or("unknown".into(), |kib| format!("{} MiB", kib / 1024)),
+        dir.display(),
+    );
+    out.write_all(text.as_bytes())
+        .map_err(CommandError::Output)?;
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct KafkaBenchArgs {
+    #[command(flatten)]
+    pub kafka: super::run::KafkaArgs,
+
+    /// Records to read; the topic is filled up to this many first.
+    #[arg(long, env = "BENCH_RECORDS", default_value_t = 2_000_000)]
+    pub records: usize,
+
+    /// Partitions of the topic, if it has to be created.
+    #[arg(long, env = "BENCH_PARTITIONS", default_value_t = 10)]
+    pub partitions: i32,
+
+    /// The plugin to run.
+    #[arg(
+        long = "plugin-path",
+        env = "PLUGIN_PATH",
+        default_value = "plugins/enrich.wasm"
+    )]
+    pub plugin_path: PathBuf,
+
+    /// Threads running the plugin and writing files; default: one per core.
+    #[arg(long, env = "WORKERS")]
+    pub workers: Option<usize>,
+
+    /// The run's memory budget, as for `lineage run`.
+    #[arg(long = "memory-budget", env = "MEMORY_BUDGET", default_value = super::run::DEFAULT_MEMORY_BUDGET_TEXT, value_parser = crate::plugin::parse_size)]
+    pub memory_budget: u64,
+}
+
+/// `lineage bench kafka`: over the same records, the rate of a plain
+/// consumer that only reads, and the rate of `lineage run` end to end
+/// (consumed, through the plugin, written and committed).
+pub fn kafka(args: KafkaBenchArgs, out: &mut impl Write) -> Result<(), CommandError> {
+    use crate::pipeline::{Stats, StopHandle, run};
+    use crate::source::KafkaSettings;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    let fail = |e: &dyn std::fmt::Display| CommandError::Bench(e.to_string());
+    let settings = KafkaSettings {
+        bootstrap_servers: args.kafka.bootstrap_servers.clone(),
+        topic: args.kafka.topic.clone(),
+        security_protocol: args.kafka.security_protocol.clone(),
+        group_id: format!("lineage-bench-{}", uuid::Uuid::new_v4().simple()),
+        properties: args.kafka.properties.clone(),
+    };
+    let partitions = fill_topic(&args, &settings)?;
+
+    // The pipeline first, in a process whose memory nothing else has used
+    // yet (the topic was filled by a child process): its peak RSS is the
+    // pipeline's own.
+    reset_peak_rss();
+    let dir = std::env::temp_dir().join(format!("lineage-bench-{}", uuid::Uuid::new_v4().simple()));
+    let path = |name: &str| dir.join(name).display().to_string();
+    let run_args = super::run::RunArgs {
+        kafka: args.kafka.clone(),
+        group_id: settings.group_id.clone() + "-run",
+        output_path: path("output"),
+        dropped_path: path("dropped"),
+        commit_log_path: path("wal"),
+        plugin_path: args.plugin_path.clone(),
+        checkpoint_interval: Duration::from_secs(2),
+        subtask_index: 0,
+        workers: args.workers,
+        memory_budget: args.memory_budget,
+        max_file_size: 256 << 20,
+        compression: super::run::Codec::Zstd,
+        shutdown_timeout: Duration::from_secs(60),
+        single_writer: false,
+        snapshot_every: crate::commit::DEFAULT_SNAPSHOT_EVERY,
+        plugin: PluginConfig::default(),
+    };
+    let stats = Arc::new(Stats::default());
+    let (stop, stopped) = StopHandle::new();
+    let pipeline = {
+        let (settings, stats) = (run_args.settings(), stats.clone());
+        std::thread::spawn(move || run(settings, stats, stopped))
+    };
+    let mut first = None;
+    while stats.consumed.load(Ordering::Relaxed) < args.records as u64 {
+        if pipeline.is_finished() {
+            break;
+        }
+        if first.is_none() && stats.consumed.load(Ordering::Relaxed) > 0 {
+            first = Some(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The rate counts up to the moment the last record is committed: a
+    // graceful stop commits what was consumed.
+    stop.stop();
+    let summary = pipeline
+        .join()
+        .map_err(|_| CommandError::Bench("pipeline thread panicked".into()))?
+        .map_err(|e| fail(&e))?;
+    let end_to_end = first.map_or(Duration::ZERO, |f| f.elapsed());
+    let run_rss = peak_rss();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // A plain consumer over the same records, with the same fetch settings.
+    let consumer: BaseConsumer = crate::source::consumer_config(&settings)
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(|e| fail(&e))?;
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition_offset(&settings.topic, p, Offset::Beginning)
+            .map_err(|e| fail(&e))?;
+    }
+    consumer.assign(&tpl).map_err(|e| fail(&e))?;
+    let mut read = 0usize;
+    let mut bytes = 0usize;
+    let mut started = None;
+    while read < args.records {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            let m = m.map_err(|e| fail(&e))?;
+            started.get_or_insert_with(Instant::now);
+            bytes += rdkafka::message::Message::payload(&m).map_or(0, <[u8]>::len);
+            read += 1;
+        }
+    }
+    let raw = started.expect("read something").elapsed();
+
+    let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
+    let text = format!(
+        "kafka bench: {} at {} | {} records ({:.0} bytes each) over {partitions} partitions\n\
+         \n\
+         plain consumer, read only      {:>12.0} records/s\n\
+         lineage run, end to end        {:>12.0} records/s  ({} kept, {} dropped, {} checkpoints)\n\
+         ratio                          {:>12.2}\n\
+         peak RSS, lineage run          {:>12}\n",
+        settings.topic,
+        settings.bootstrap_servers,
+        args.records,
+        bytes as f64 / read as f64,
+        rate(read, raw),
+        rate(summary.consumed as usize, end_to_end),
+        summary.kept,
+        summary.dropped,
+        summary.checkpoints,
+        rate(summary.consumed as usize, end_to_end) / rate(read, raw),
+        run_rss.map_or("unknown".into(), |kib| format!("{} MiB", kib / 1024)),
+    );
+    out.write_all(text.as_bytes()).map_err(CommandError::Output)
+}
+
+/// Creates the topic if needed and produces until it holds `records`.
+fn fill_topic(
+    args: &KafkaBenchArgs,
+    settings: &crate::source::KafkaSettings,
+) -> Result<i32, CommandError> {
+    use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+
+    let fail = |e: &dyn std::fmt::Display| CommandError::Bench(e.to_string());
+    let admin: AdminClient<DefaultClientContext> = crate::source::producer_config(settings)
+        .create()
+        .map_err(|e| fail(&e))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| fail(&e))?;
+    let _ = runtime.block_on(admin.create_topics(
+        &[NewTopic::new(
+            &settings.topic,
+            args.partitions,
+            TopicReplication::Fixed(1),
+        )],
+        &AdminOptions::new(),
+    ));
+    let probe: BaseConsumer = crate::source::consumer_config(settings)
+        .set("group.id", "lineage-bench-probe")
+        .create()
+        .map_err(|e| fail(&e))?;
+    let partitions = crate::source::check_topic(&probe, settings).map_err(|e| fail(&e))? as i32;
+    // High watermarks say how much is there (tansu's lag by a batch at
+    // most, which only makes the fill produce a little extra).
+    let held: i64 = (0..partitions)
+        .map(|p| {
+            probe
+                .fetch_watermarks(&settings.topic, p, Duration::from_secs(10))
+                .map(|(low, high)| high - low)
+                .unwrap_or(0)
+        })
+        .sum();
+    if (held as usize) < args.records {
+        let missing = args.records - held as usize;
+        eprintln!("bench: producing {missing} records to {}", settings.topic);
+        // In a child process, so that the producer's memory does not count
+        // in the pipeline's peak RSS.
+        let exe = std::env::current_exe().map_err(|e| fail(&e))?;
+        let mut generate = std::process::Command::new(exe);
+        generate
+            .args(["generate", "--rate", "0", "--invalid-share", "0.05"])
+            .args([
+                "--count",
+                &missing.to_string(),
+                "--start",
+                &held.to_string(),
+            ])
+            .args(["--kafka-bootstrap-servers", &settings.bootstrap_servers])
+            .args(["--kafka-topic", &settings.topic])
+            .args(["--kafka-security-protocol", &settings.security_protocol]);
+        for (k, v) in settings.properties.iter().filter(|(k, _)| !k.is_empty()) {
+            generate.arg(format!("--kafka-property={k}={v}"));
+        }
+        let status = generate.status().map_err(|e| fail(&e))?;
+        if !status.success() {
+            return Err(CommandError::Bench(format!(
+                "filling the topic failed: lineage generate {status}"
+            )));
+        }
+    }
+    Ok(partitions)
 }

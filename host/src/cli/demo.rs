@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rdkafka::mocking::MockCluster;
+use rdkafka::ClientConfig;
+use rdkafka::producer::{BaseProducer, Producer};
 
 use super::generate::{GenerateArgs, generate};
 use super::run::{KafkaArgs, RunArgs};
@@ -88,7 +89,22 @@ fn prepare(dir: &std::path::Path) -> Result<(), DemoError> {
 }
 
 pub fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<Summary, DemoError> {
-    let cluster = MockCluster::new(3).map_err(DemoError::Cluster)?;
+    // The cluster lives inside a client; a producer that sends nothing.
+    let host: BaseProducer = ClientConfig::new()
+        .set("test.mock.num.brokers", "3")
+        .create()
+        .map_err(DemoError::Cluster)?;
+    let cluster = host
+        .client()
+        .mock_cluster()
+        .ok_or_else(|| DemoError::Generate("librdkafka made no mock cluster".into()))?;
+    // A new group waits 3 s for more members before its first assignment,
+    // as on a real broker; the demo has one member and no reason to wait.
+    // SAFETY: the cluster pointer belongs to `host`, alive for this scope.
+    unsafe {
+        let mock = rdkafka::bindings::rd_kafka_handle_mock_cluster(host.client().native_ptr());
+        rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(mock, 0);
+    }
     let topic = "events";
     cluster
         .create_topic(topic, args.partitions, 1)
@@ -114,7 +130,7 @@ pub fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<Summary, DemoError>
         checkpoint_interval: args.checkpoint_interval,
         subtask_index: 0,
         workers: None,
-        memory_budget: 256 << 20,
+        memory_budget: super::run::DEFAULT_MEMORY_BUDGET,
         max_file_size: 64 << 20,
         compression: super::run::Codec::Zstd,
         shutdown_timeout: Duration::from_secs(30),
@@ -186,6 +202,16 @@ pub fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<Summary, DemoError>
         .join()
         .map_err(|_| DemoError::Generate("generator thread panicked".into()))?
         .map_err(|e| DemoError::Generate(e.to_string()))?;
+    // Let the pipeline catch up, so that the summary accounts for every
+    // record produced (bounded: a stuck pipeline is stopped anyway).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let delivered = produced.records - produced.failed;
+    while stats.consumed.load(Ordering::Relaxed) < delivered
+        && Instant::now() < deadline
+        && !pipeline.is_finished()
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     stop_pipeline.stop();
     let summary = pipeline
         .join()
@@ -209,7 +235,7 @@ pub fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<Summary, DemoError>
          \x20 duckdb -c \"select reason, count(*) from read_parquet('{dropped}/**/*.parquet') group by 1 order by 2 desc\"\n\
          \x20 python3 -c \"import pyarrow.dataset as ds; print(ds.dataset('{output}', partitioning='hive').to_table().slice(0, 5))\"\n\
          \x20 cat {wal}/chk-1/subtask-*.csv        # which files checkpoint 1 committed",
-        produced.records,
+        delivered,
         summary.consumed,
         summary.kept,
         summary.dropped,

@@ -95,6 +95,14 @@ pub enum BenchCommand {
     /// Seed records through a plugin at several batch sizes, next to the
     /// same enrichment compiled natively.
     Plugin(bench::PluginBenchArgs),
+
+    /// The pipeline without Kafka: records from memory through the plugin
+    /// into Parquet on local disk, on one thread.
+    Pipeline(bench::PipelineBenchArgs),
+
+    /// Against a broker: a plain consumer's read rate next to `lineage
+    /// run`'s end-to-end rate over the same records.
+    Kafka(bench::KafkaBenchArgs),
 }
 
 /// Why a command failed, beyond the errors of the parts it drives.

@@ -36,6 +36,10 @@ pub struct KafkaArgs {
     pub properties: Vec<(String, String)>,
 }
 
+pub const DEFAULT_MEMORY_BUDGET: u64 = 128 << 20;
+/// The same, as `--help` shows it.
+pub const DEFAULT_MEMORY_BUDGET_TEXT: &str = "128MiB";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Codec {
     Zstd,
@@ -91,7 +95,7 @@ pub struct RunArgs {
 
     /// Memory for open files and batches in flight, across all partitions;
     /// past it files are sealed early and consumption pauses.
-    #[arg(long = "memory-budget", env = "MEMORY_BUDGET", default_value = "512MiB", value_parser = parse_size)]
+    #[arg(long = "memory-budget", env = "MEMORY_BUDGET", default_value = DEFAULT_MEMORY_BUDGET_TEXT, value_parser = parse_size)]
     pub memory_budget: u64,
 
     /// A file this large is closed and a new one started.
@@ -186,4 +190,17 @@ pub fn spawn_signal_handler(stop: StopHandle) -> Result<(), crate::pipeline::Run
         })
         .map_err(|e| crate::pipeline::RunError::Thread(e.to_string()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shown_budget_is_the_default() {
+        assert_eq!(
+            parse_size(DEFAULT_MEMORY_BUDGET_TEXT),
+            Ok(DEFAULT_MEMORY_BUDGET)
+        );
+    }
 }

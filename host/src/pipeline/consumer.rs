@@ -2,7 +2,7 @@
 //! batches for the workers, places checkpoint barriers in the workers'
 //! queues, and handles rebalances (inside `poll`, on this same thread).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,16 +24,50 @@ pub enum Control {
     Stop,
 }
 
+/// What the consumer keeps per partition of its one topic.
+struct Flow {
+    source: TopicPartition,
+    /// The batch in the making.
+    pending: Option<Fetched>,
+    /// The next offset expected, since the partition was assigned.
+    expected: Option<i64>,
+    /// Another owner took it; its records are skipped until it is assigned
+    /// again.
+    fenced: bool,
+}
+
 /// Batches in the making and what was sent since the last barrier; only the
 /// consumer thread touches it, the lock is for the rebalance callback.
 struct Inflight {
-    pending: HashMap<TopicPartition, Fetched>,
-    /// The next offset expected per partition, since it was assigned.
-    expected: HashMap<TopicPartition, i64>,
+    /// Indexed by partition number: the hot path looks a record's
+    /// partition up once, without hashing or allocating.
+    flows: Vec<Option<Flow>>,
     /// The last offset sent to a worker, per partition, since the barrier.
     sent: BTreeMap<TopicPartition, i64>,
     /// The number the next non-empty checkpoint gets.
     checkpoint: u64,
+}
+
+impl Inflight {
+    fn flow(&mut self, topic: &str, partition: i32) -> &mut Flow {
+        let i = partition.max(0) as usize;
+        if self.flows.len() <= i {
+            self.flows.resize_with(i + 1, || None);
+        }
+        self.flows[i].get_or_insert_with(|| Flow {
+            source: TopicPartition {
+                topic: topic.to_owned(),
+                partition,
+            },
+            pending: None,
+            expected: None,
+            fenced: false,
+        })
+    }
+
+    fn flows(&mut self) -> impl Iterator<Item = &mut Flow> {
+        self.flows.iter_mut().flatten()
+    }
 }
 
 pub struct ConsumerShared {
@@ -44,9 +78,6 @@ pub struct ConsumerShared {
     stats: Arc<Stats>,
     batch_records: usize,
     batch_bytes: usize,
-    /// Partitions another owner took; their records are skipped until they
-    /// are assigned again.
-    fenced: Mutex<HashSet<TopicPartition>>,
     stopping: AtomicBool,
 }
 
@@ -62,8 +93,7 @@ impl ConsumerShared {
     ) -> Self {
         Self {
             inflight: Mutex::new(Inflight {
-                pending: HashMap::new(),
-                expected: HashMap::new(),
+                flows: Vec::new(),
                 sent: BTreeMap::new(),
                 checkpoint,
             }),
@@ -73,7 +103,6 @@ impl ConsumerShared {
             stats,
             batch_records,
             batch_bytes,
-            fenced: Mutex::new(HashSet::new()),
             stopping: AtomicBool::new(false),
         }
     }
@@ -82,55 +111,50 @@ impl ConsumerShared {
         &self.workers[tp.partition.unsigned_abs() as usize % self.workers.len()]
     }
 
-    fn send(&self, inflight: &mut Inflight, batch: Fetched) {
+    fn send(&self, sent: &mut BTreeMap<TopicPartition, i64>, batch: Fetched) {
         if let Some(last) = batch.last_offset() {
-            inflight.sent.insert(batch.source.clone(), last);
+            sent.insert(batch.source.clone(), last);
         }
         self.budget.fetched(batch.bytes());
         let _ = self.worker(&batch.source).send(WorkerMsg::Batch(batch));
     }
 
     fn push(&self, m: &rdkafka::message::BorrowedMessage<'_>) {
-        let tp = TopicPartition {
-            topic: m.topic().to_owned(),
-            partition: m.partition(),
-        };
-        if self.fenced.lock().expect("fenced lock").contains(&tp) {
+        let mut guard = self.inflight.lock().expect("inflight lock");
+        let inflight = &mut *guard;
+        let flow = inflight.flow(m.topic(), m.partition());
+        if flow.fenced {
             return;
         }
-        let mut inflight = self.inflight.lock().expect("inflight lock");
         // A record at or below one already taken would be written twice: a
         // broker that serves one again (seen with tansu 0.6) must not break
         // exactly once.
         let offset = m.offset();
-        match inflight.expected.get(&tp) {
-            Some(&next) if offset < next => {
-                self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(partition = %tp, offset, expected = next, "broker served an offset already consumed; skipping it");
-                return;
-            }
-            _ => {}
+        if let Some(next) = flow.expected.filter(|next| offset < *next) {
+            self.stats.redelivered.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(partition = %flow.source, offset, expected = next, "broker served an offset already consumed; skipping it");
+            return;
         }
-        inflight.expected.insert(tp.clone(), offset + 1);
+        flow.expected = Some(offset + 1);
         self.stats.consumed.fetch_add(1, Ordering::Relaxed);
-        let batch = inflight
+        let batch = flow
             .pending
-            .entry(tp.clone())
-            .or_insert_with(|| Fetched::new(tp.clone()));
+            .get_or_insert_with(|| Fetched::new(flow.source.clone()));
         batch.push_message(m);
         if batch.len() >= self.batch_records || batch.bytes() >= self.batch_bytes {
-            let batch = inflight.pending.remove(&tp).expect("just filled");
-            self.send(&mut inflight, batch);
+            let batch = flow.pending.take().expect("just filled");
+            self.send(&mut inflight.sent, batch);
         }
     }
 
     /// Sends every partial batch on: when Kafka is idle, latency matters
     /// more than batch size.
     fn flush(&self) {
-        let mut inflight = self.inflight.lock().expect("inflight lock");
-        let batches: Vec<Fetched> = inflight.pending.drain().map(|(_, b)| b).collect();
+        let mut guard = self.inflight.lock().expect("inflight lock");
+        let inflight = &mut *guard;
+        let batches: Vec<Fetched> = inflight.flows().filter_map(|f| f.pending.take()).collect();
         for batch in batches {
-            self.send(&mut inflight, batch);
+            self.send(&mut inflight.sent, batch);
         }
     }
 
@@ -216,13 +240,13 @@ impl ConsumerShared {
     /// Marks partitions fenced: their buffered records are dropped here and
     /// in the workers.
     pub fn fence(&self, partitions: &[TopicPartition]) {
-        let mut fenced = self.fenced.lock().expect("fenced lock");
         let mut inflight = self.inflight.lock().expect("inflight lock");
         for tp in partitions {
-            fenced.insert(tp.clone());
-            inflight.pending.remove(tp);
+            let flow = inflight.flow(&tp.topic, tp.partition);
+            flow.fenced = true;
+            flow.pending = None;
+            flow.expected = None;
             inflight.sent.remove(tp);
-            inflight.expected.remove(tp);
         }
         drop(inflight);
         for worker in &self.workers {
@@ -237,13 +261,11 @@ impl Rebalance for ConsumerShared {
         let wanted: Vec<TopicPartition> = partitions.iter().map(|(tp, _)| tp.clone()).collect();
         let _ = self.events.send(Event::Claim { partitions, reply });
         let next = answer.recv().unwrap_or_default();
-        let mut fenced = self.fenced.lock().expect("fenced lock");
-        for tp in &wanted {
-            fenced.remove(tp);
-        }
         let mut inflight = self.inflight.lock().expect("inflight lock");
-        for (tp, offset) in &next {
-            inflight.expected.insert(tp.clone(), *offset);
+        for tp in &wanted {
+            let flow = inflight.flow(&tp.topic, tp.partition);
+            flow.fenced = false;
+            flow.expected = next.get(tp).copied();
         }
         next
     }
@@ -259,7 +281,7 @@ impl Rebalance for ConsumerShared {
         }
         let mut inflight = self.inflight.lock().expect("inflight lock");
         for tp in &partitions {
-            inflight.expected.remove(tp);
+            inflight.flow(&tp.topic, tp.partition).expected = None;
         }
         drop(inflight);
         for worker in &self.workers {

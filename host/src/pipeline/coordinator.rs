@@ -52,6 +52,10 @@ pub struct Summary {
     pub checkpoints: u64,
     pub commit_seq: u64,
     pub files: u64,
+    /// Files sealed before their checkpoint to stay inside the budget.
+    pub early_seals: u64,
+    /// Times consumption paused on the memory budget.
+    pub pauses: u64,
 }
 
 impl Summary {
@@ -63,6 +67,8 @@ impl Summary {
             checkpoints: stats.checkpoints.load(Ordering::Relaxed),
             commit_seq: stats.commit_seq.load(Ordering::Relaxed),
             files: stats.files.load(Ordering::Relaxed),
+            early_seals: stats.early_seals.load(Ordering::Relaxed),
+            pauses: stats.pauses.load(Ordering::Relaxed),
         }
     }
 }

@@ -31,8 +31,8 @@ impl Default for FileSettings {
     fn default() -> Self {
         Self {
             batch_rows: 8192,
-            row_group_bytes: 16 << 20,
-            part_bytes: 8 << 20,
+            row_group_bytes: 8 << 20,
+            part_bytes: 5 << 20,
             max_file_bytes: 256 << 20,
             compression: Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")),
         }
@@ -81,9 +81,10 @@ impl ParquetFile {
             .set_max_row_group_bytes(Some(settings.row_group_bytes))
             .set_created_by(format!("lineage {}", env!("CARGO_PKG_VERSION")))
             .build();
+        // Not preallocated: most files (dropped ones, quiet hours) stay
+        // far smaller than a part.
         let writer =
-            ArrowWriter::try_new(Vec::with_capacity(settings.part_bytes), schema, Some(props))
-                .map_err(SinkError::Parquet)?;
+            ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(SinkError::Parquet)?;
         Ok(Self {
             kind,
             id,
@@ -120,10 +121,10 @@ impl ParquetFile {
         self.writer.bytes_written() as u64 + self.writer.in_progress_size() as u64
     }
 
-    /// Memory this file holds: the row group in progress and bytes not yet
-    /// uploaded.
+    /// Memory this file holds: the row group in progress and the buffer of
+    /// bytes not yet uploaded (its capacity: that is what is resident).
     pub fn memory(&self) -> usize {
-        self.writer.memory_size() + self.writer.inner().len()
+        self.writer.memory_size() + self.writer.inner().capacity()
     }
 
     pub fn full(&self) -> bool {

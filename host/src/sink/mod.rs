@@ -10,7 +10,6 @@ mod file;
 mod schema;
 mod staged;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_schema::SchemaRef;
@@ -181,19 +180,38 @@ impl OpenFile {
     }
 }
 
+type Slot = (FileKind, Hour);
+
 /// The files of one partition in the current checkpoint.
 pub struct PartitionSink {
     source: TopicPartition,
-    open: HashMap<(FileKind, Hour), OpenFile>,
+    /// A handful at most (an output and an hour each), so a list: cheaper
+    /// per record than hashing.
+    open: Vec<(Slot, OpenFile)>,
     sealed: Vec<SealedFile>,
+    /// The last hour computed, by epoch hour: records mostly share one.
+    last_hour: Option<(i64, Hour)>,
 }
 
 impl PartitionSink {
     pub fn new(source: TopicPartition) -> Self {
         Self {
             source,
-            open: HashMap::new(),
+            open: Vec::new(),
             sealed: Vec::new(),
+            last_hour: None,
+        }
+    }
+
+    fn hour(&mut self, millis: i64) -> Option<Hour> {
+        let bucket = millis.div_euclid(3_600_000);
+        match self.last_hour {
+            Some((b, hour)) if b == bucket => Some(hour),
+            _ => {
+                let hour = Hour::of_millis(millis)?;
+                self.last_hour = Some((bucket, hour));
+                Some(hour)
+            }
         }
     }
 
@@ -213,7 +231,7 @@ impl PartitionSink {
                         Some(ValueRef::Int64(ms) | ValueRef::TimestampMs(ms)) => Some(ms),
                         _ => record.timestamp,
                     };
-                    match millis.and_then(Hour::of_millis) {
+                    match millis.and_then(|ms| self.hour(ms)) {
                         Some(hour) => {
                             let file =
                                 self.file(cx, checkpoint, FileKind::Data, hour, record.offset)?;
@@ -245,7 +263,10 @@ impl PartitionSink {
         record: &KafkaRecord<'_>,
         reason: &str,
     ) -> Result<(), SinkError> {
-        let hour = record.timestamp.and_then(Hour::of_millis).unwrap_or(EPOCH);
+        let hour = record
+            .timestamp
+            .and_then(|ms| self.hour(ms))
+            .unwrap_or(EPOCH);
         let file = self.file(cx, checkpoint, FileKind::Dropped, hour, record.offset)?;
         file.file.note(record.offset);
         let Rows::Dropped(rows) = &mut file.rows else {
@@ -266,17 +287,13 @@ impl PartitionSink {
 
     /// Encodes full row buffers and rolls files past their size.
     fn after_write(&mut self, cx: &SinkContext) -> Result<(), SinkError> {
-        let mut full = Vec::new();
-        for (slot, open) in self.open.iter_mut() {
+        for (_, open) in self.open.iter_mut() {
             if open.buffered() >= cx.settings.batch_rows {
                 open.flush_rows()?;
             }
-            if open.file.full() {
-                full.push(*slot);
-            }
         }
-        for slot in full {
-            let open = self.open.remove(&slot).expect("just seen");
+        while let Some(i) = self.open.iter().position(|(_, open)| open.file.full()) {
+            let (_, open) = self.open.swap_remove(i);
             self.sealed.push(seal(open)?);
         }
         Ok(())
@@ -290,71 +307,70 @@ impl PartitionSink {
         hour: Hour,
         first_offset: i64,
     ) -> Result<&mut OpenFile, SinkError> {
-        use std::collections::hash_map::Entry;
-        match self.open.entry((kind, hour)) {
-            Entry::Occupied(e) => Ok(e.into_mut()),
-            Entry::Vacant(e) => {
-                let id = uuid::Uuid::new_v4().simple().to_string();
-                let key = format!(
-                    "{}/part-{}-{}-{first_offset:020}-{}.parquet",
-                    hour.dir(),
-                    self.source.topic,
-                    self.source.partition,
-                    &id[..12]
-                );
-                let staged = StagedWriter::open(
-                    cx,
-                    staged::FileSpec {
-                        kind,
-                        source: &self.source,
-                        key,
-                        id: &id,
-                    },
-                )?;
-                let (schema, rows) = match kind {
-                    FileKind::Data => (
-                        cx.data_schema.clone(),
-                        Rows::Data(DataRows::new(
-                            cx.data_schema.clone(),
-                            cx.plugin.schema(),
-                            checkpoint as i64,
-                        )),
-                    ),
-                    FileKind::Dropped => {
-                        let id = cx.plugin.identity();
-                        (
-                            cx.dropped_schema.clone(),
-                            Rows::Dropped(Box::new(DroppedRows::new(
-                                cx.dropped_schema.clone(),
-                                [id.name.clone(), id.version.clone(), id.sha256.clone()],
-                                checkpoint as i64,
-                            ))),
-                        )
-                    }
-                };
-                let file =
-                    ParquetFile::new(kind, id, self.source.clone(), schema, staged, &cx.settings)?;
-                Ok(e.insert(OpenFile { file, rows }))
-            }
+        let slot = (kind, hour);
+        if let Some(i) = self.open.iter().position(|(s, _)| *s == slot) {
+            return Ok(&mut self.open[i].1);
         }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let key = format!(
+            "{}/part-{}-{}-{first_offset:020}-{}.parquet",
+            hour.dir(),
+            self.source.topic,
+            self.source.partition,
+            &id[..12]
+        );
+        let staged = StagedWriter::open(
+            cx,
+            staged::FileSpec {
+                kind,
+                source: &self.source,
+                key,
+                id: &id,
+            },
+        )?;
+        let (schema, rows) = match kind {
+            FileKind::Data => (
+                cx.data_schema.clone(),
+                Rows::Data(DataRows::new(
+                    cx.data_schema.clone(),
+                    cx.plugin.schema(),
+                    checkpoint as i64,
+                )),
+            ),
+            FileKind::Dropped => {
+                let id = cx.plugin.identity();
+                (
+                    cx.dropped_schema.clone(),
+                    Rows::Dropped(Box::new(DroppedRows::new(
+                        cx.dropped_schema.clone(),
+                        [id.name.clone(), id.version.clone(), id.sha256.clone()],
+                        checkpoint as i64,
+                    ))),
+                )
+            }
+        };
+        let file = ParquetFile::new(kind, id, self.source.clone(), schema, staged, &cx.settings)?;
+        self.open.push((slot, OpenFile { file, rows }));
+        Ok(&mut self.open.last_mut().expect("just pushed").1)
     }
 
     /// Memory held by this partition's open files.
     pub fn memory(&self) -> usize {
-        self.open.values().map(OpenFile::memory).sum()
+        self.open.iter().map(|(_, f)| f.memory()).sum()
     }
 
     /// Seals the file holding the most memory, to stay inside the budget.
     pub fn seal_largest(&mut self) -> Result<usize, SinkError> {
-        let Some(slot) = self
+        let Some(i) = self
             .open
             .iter()
-            .max_by_key(|(_, f)| f.memory())
-            .map(|(slot, _)| *slot)
+            .enumerate()
+            .max_by_key(|(_, (_, f))| f.memory())
+            .map(|(i, _)| i)
         else {
             return Ok(0);
         };
-        let open = self.open.remove(&slot).expect("just found");
+        let (_, open) = self.open.swap_remove(i);
         let freed = open.memory();
         self.sealed.push(seal(open)?);
         Ok(freed)
@@ -362,7 +378,7 @@ impl PartitionSink {
 
     /// Seals every file for the checkpoint and hands them over.
     pub fn seal_all(&mut self) -> Result<Vec<SealedFile>, SinkError> {
-        for (_, open) in self.open.drain() {
+        for (_, open) in self.open.drain(..) {
             self.sealed.push(seal(open)?);
         }
         Ok(std::mem::take(&mut self.sealed))
@@ -371,7 +387,7 @@ impl PartitionSink {
     /// Gives up everything not yet handed over: nothing of it becomes
     /// visible, and its staging entries go.
     pub fn abort(&mut self, cx: &SinkContext) {
-        for (_, open) in self.open.drain() {
+        for (_, open) in self.open.drain(..) {
             let (source, id) = (open.file.source.clone(), open.file.id.clone());
             open.file.abort();
             let _ = cx.runtime.block_on(cx.log.unstage(&source, &id));

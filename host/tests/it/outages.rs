@@ -54,7 +54,8 @@ fn settings(bootstrap: &str, paths: &Paths) -> RunSettings {
     }
 }
 
-fn produce(bootstrap: &str, start: u64, count: u64) {
+/// Produces `count` records; `rate` per second, or as fast as possible at 0.
+fn produce(bootstrap: &str, start: u64, count: u64, rate: f64) {
     let args = GenerateArgs {
         kafka: KafkaArgs {
             bootstrap_servers: bootstrap.into(),
@@ -62,7 +63,7 @@ fn produce(bootstrap: &str, start: u64, count: u64) {
             security_protocol: "PLAINTEXT".into(),
             properties: vec![("message.timeout.ms".into(), "120000".into())],
         },
-        rate: 0.0,
+        rate,
         count: Some(count),
         invalid_share: 0.1,
         start,
@@ -81,7 +82,7 @@ fn brokers_going_down_and_failing_requests_lose_and_duplicate_nothing() {
     cluster.create_topic("events", PARTITIONS, 1).unwrap();
     let bootstrap = cluster.bootstrap_servers();
     let paths = Paths::new();
-    produce(&bootstrap, 0, 6_000);
+    produce(&bootstrap, 0, 6_000, 0.0);
 
     let (stop, stopped) = StopHandle::new();
     let stats = Arc::new(Stats::default());
@@ -102,9 +103,11 @@ fn brokers_going_down_and_failing_requests_lose_and_duplicate_nothing() {
         RDKafkaApiKey::Fetch,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION; 5],
     );
+    // Paced over 4 s, so that the partitions still reachable keep getting
+    // records, and checkpoints, while the others wait.
     let producer = {
         let bootstrap = bootstrap.clone();
-        std::thread::spawn(move || produce(&bootstrap, 6_000, 6_000))
+        std::thread::spawn(move || produce(&bootstrap, 6_000, 6_000, 1_500.0))
     };
     // Let the outage bite: the pipeline must keep checkpointing what it
     // can reach and wait for the rest.

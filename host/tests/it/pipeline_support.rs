@@ -404,11 +404,15 @@ pub struct Output {
 }
 
 pub fn read_output(paths: &Paths) -> Output {
+    read_output_at(&paths.output, &paths.dropped, &paths.wal)
+}
+
+pub fn read_output_at(output: &Path, dropped: &Path, wal: &Path) -> Output {
     let python = tool(tools_dir().join("python/bin/python"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/read_output.py");
     let out = Command::new(python)
         .arg(script)
-        .args([&paths.output, &paths.dropped, &paths.wal])
+        .args([output, dropped, wal])
         .output()
         .expect("run the reader");
     assert!(
