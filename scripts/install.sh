@@ -92,13 +92,14 @@ if [[ ! -x "$tansu" ]]; then
         --root "$TOOLS/tansu-$TANSU_VERSION" --quiet
 fi
 
-# pyarrow and DuckDB read the output in the tests, as users do.
+# pyarrow and DuckDB read the output in the tests, as users do; moto serves
+# S3 on loopback and enforces conditional writes as AWS does.
 venv="$TOOLS/python"
-if ! "$venv/bin/python" -c "import pyarrow, duckdb" 2>/dev/null; then
-    $check_only && die "the Python readers (pyarrow, duckdb) are missing (expected $venv)"
-    say "installing pyarrow and duckdb into $venv"
+if ! "$venv/bin/python" -c "import pyarrow, duckdb, moto.server" 2>/dev/null; then
+    $check_only && die "the Python test tools (pyarrow, duckdb, moto) are missing (expected $venv)"
+    say "installing pyarrow, duckdb and moto[server] into $venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb
+    "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb "moto[server]"
 fi
 
-say "ready: $(rustc --version), wasm32-wasip2, tansu $TANSU_VERSION, pyarrow + duckdb"
+say "ready: $(rustc --version), wasm32-wasip2, tansu $TANSU_VERSION, pyarrow + duckdb + moto"

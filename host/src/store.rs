@@ -96,6 +96,17 @@ impl Location {
     /// Opens `url` for the setting `setting` (e.g. `OUTPUT_PATH`); creates a
     /// local directory if it is missing.
     pub fn open(setting: &'static str, url: &str) -> Result<Self, StoreError> {
+        Self::open_with(setting, url, &[])
+    }
+
+    /// Like [`Location::open`], with S3 settings (object_store's keys, such
+    /// as `aws_endpoint` or `aws_access_key_id`) over those of the
+    /// environment.
+    pub fn open_with(
+        setting: &'static str,
+        url: &str,
+        s3_options: &[(&str, &str)],
+    ) -> Result<Self, StoreError> {
         let invalid = |detail: String| StoreError::Invalid {
             setting,
             url: url.to_owned(),
@@ -127,7 +138,14 @@ impl Location {
                     "names no bucket (expected s3://bucket/prefix)".into(),
                 ));
             }
-            let s3 = object_store::aws::AmazonS3Builder::from_env()
+            let mut builder = object_store::aws::AmazonS3Builder::from_env();
+            for (key, value) in s3_options {
+                let key = key
+                    .parse()
+                    .map_err(|e| invalid(format!("S3 option {key}: {e}")))?;
+                builder = builder.with_config(key, *value);
+            }
+            let s3 = builder
                 .with_bucket_name(bucket)
                 .build()
                 .map_err(|e| invalid(format!("cannot configure S3: {e}")))?;

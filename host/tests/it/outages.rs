@@ -32,9 +32,9 @@ fn settings(bootstrap: &str, paths: &Paths) -> RunSettings {
             group_id: "outages".into(),
             properties: vec![("fetch.wait.max.ms".into(), "5".into())],
         },
-        output: paths.output.display().to_string(),
-        dropped: paths.dropped.display().to_string(),
-        commit_log: paths.wal.display().to_string(),
+        output: paths.output.clone(),
+        dropped: paths.dropped.clone(),
+        commit_log: paths.wal.clone(),
         plugin_path: components().enrich.clone(),
         plugin: PluginConfig {
             cache_dir: Some(

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rand::Rng;
 
 use crate::pipeline_support::{
-    Broker, Lineage, Paths, assert_exactly_once, ends, generate_args, produce, read_output,
+    Broker, Lineage, Paths, Store, assert_exactly_once, ends, generate_args, produce, read_output,
     wait_committed,
 };
 
@@ -30,9 +30,18 @@ fn finish_and_check(broker: &Broker, topic: &str, paths: &Paths, total: usize) -
 
 #[test]
 fn a_clean_run_writes_every_record_exactly_once() {
+    clean_run(Store::Local);
+}
+
+#[test]
+fn a_clean_run_on_s3_writes_every_record_exactly_once() {
+    clean_run(Store::Moto);
+}
+
+fn clean_run(store: Store) {
     let broker = Broker::start();
     broker.create_topic("events", PARTITIONS);
-    let paths = Paths::new();
+    let paths = Paths::on(store);
     produce(&broker, "events", 0, 20_000, 0.1);
     let run = Lineage::start(&broker, "events", &paths, &[]);
     wait_committed(
@@ -65,10 +74,10 @@ fn a_clean_run_writes_every_record_exactly_once() {
 
 /// Crashes at `point`, checks that nothing uncommitted became visible,
 /// restarts, and checks exactly once.
-fn crash_at(point: &str) {
+fn crash_at(point: &str, store: Store) {
     let broker = Broker::start();
     broker.create_topic("events", PARTITIONS);
-    let paths = Paths::new();
+    let paths = Paths::on(store);
     produce(&broker, "events", 0, 3_000, 0.2);
     let failpoints = format!("{point}=exit");
     let mut crashing = Lineage::start(
@@ -96,12 +105,24 @@ fn crash_at(point: &str) {
 }
 
 macro_rules! crash_tests {
-    ($($name:ident => $point:literal),* $(,)?) => {$(
-        #[test]
-        fn $name() {
-            crash_at($point);
+    ($($name:ident => $point:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                crash_at($point, Store::Local);
+            }
+        )*
+        /// The same crashes with every path on S3 (moto).
+        mod on_s3 {
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    crash_at($point, Store::Moto);
+                }
+            )*
         }
-    )*};
+    };
 }
 
 crash_tests! {
@@ -131,9 +152,18 @@ fn every_failpoint_has_a_crash_test() {
 
 #[test]
 fn kill_9_at_random_instants_under_load_loses_and_duplicates_nothing() {
+    kill_9_under_load(Store::Local);
+}
+
+#[test]
+fn kill_9_on_s3_at_random_instants_under_load_loses_and_duplicates_nothing() {
+    kill_9_under_load(Store::Moto);
+}
+
+fn kill_9_under_load(store: Store) {
     let broker = Broker::start();
     broker.create_topic("events", PARTITIONS);
-    let paths = Paths::new();
+    let paths = Paths::on(store);
     let producer = {
         let args = generate_args(&broker, "events", 0, 150_000, 0.1, 10_000.0);
         std::thread::spawn(move || {
@@ -342,10 +372,12 @@ fn the_demo_commits_everything_it_produced_once() {
         "{text}"
     );
 
+    let at = |name: &str| data_dir.join(name).display().to_string();
     let output = crate::pipeline_support::read_output_at(
-        &data_dir.join("output"),
-        &data_dir.join("dropped"),
-        &data_dir.join("write-ahead-commit-log"),
+        &at("output"),
+        &at("dropped"),
+        &at("write-ahead-commit-log"),
+        &[],
     );
     let mut visible = output.visible.clone();
     visible.sort();

@@ -177,35 +177,163 @@ impl Drop for Broker {
     }
 }
 
-/// Output, dropped and commit-log directories of one test.
+/// A moto S3 server on a loopback port with one bucket; stopped on drop.
+/// moto enforces conditional writes as AWS does (a second create-if-absent
+/// gets 412) and serves multipart uploads.
+pub struct S3Server {
+    child: Child,
+    pub endpoint: String,
+    pub bucket: String,
+}
+
+impl S3Server {
+    pub fn start() -> Self {
+        let moto = tool(tools_dir().join("python/bin/moto_server"));
+        let port = free_port();
+        let child = Command::new(moto)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let address = format!("127.0.0.1:{port}");
+        let server = Self {
+            child,
+            endpoint: format!("http://{address}"),
+            bucket: "lineage".into(),
+        };
+        wait_for("moto to listen", Duration::from_secs(60), || {
+            std::net::TcpStream::connect(&address).is_ok()
+        });
+        server.create_bucket();
+        server
+    }
+
+    /// One plain HTTP request (moto checks no signature); the reply.
+    fn request(&self, method: &str, target: &str) -> String {
+        use std::io::{Read, Write};
+        let address = self.endpoint.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).expect("connect to moto");
+        write!(
+            stream,
+            "{method} {target} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let mut reply = String::new();
+        stream.read_to_string(&mut reply).unwrap();
+        assert!(
+            reply.starts_with("HTTP/1.1 200"),
+            "{method} {target}: {reply}"
+        );
+        reply
+    }
+
+    fn create_bucket(&self) {
+        self.request("PUT", &format!("/{}", self.bucket));
+    }
+
+    /// The AWS environment a client needs for this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", "lineage-test-key"),
+            ("AWS_SECRET_ACCESS_KEY", "lineage-test-secret"),
+            ("AWS_REGION", "us-east-1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which store a test writes to.
+#[derive(Debug, Clone, Copy)]
+pub enum Store {
+    Local,
+    Moto,
+}
+
+/// Output, dropped and commit-log locations of one test: local directories
+/// or prefixes in a moto bucket.
 pub struct Paths {
     _dir: tempfile::TempDir,
-    pub output: PathBuf,
-    pub dropped: PathBuf,
-    pub wal: PathBuf,
+    _server: Option<S3Server>,
+    pub output: String,
+    pub dropped: String,
+    pub wal: String,
+    /// What `lineage run` and the reader need to reach the store.
+    pub env: Vec<(String, String)>,
     /// Every run's stderr, appended.
     pub log: PathBuf,
 }
 
 impl Paths {
     pub fn new() -> Self {
+        Self::on(Store::Local)
+    }
+
+    pub fn on(store: Store) -> Self {
         let mut dir = tempfile::tempdir().unwrap();
         // For post-mortems: LINEAGE_KEEP_TEST_DIRS=1 leaves them in /tmp.
         if std::env::var_os("LINEAGE_KEEP_TEST_DIRS").is_some() {
             dir.disable_cleanup(true);
             eprintln!("test directory: {}", dir.path().display());
         }
-        Self {
-            output: dir.path().join("output"),
-            dropped: dir.path().join("dropped"),
-            wal: dir.path().join("wal"),
-            log: dir.path().join("lineage.log"),
-            _dir: dir,
+        let log = dir.path().join("lineage.log");
+        match store {
+            Store::Local => {
+                let at = |name: &str| dir.path().join(name).display().to_string();
+                Self {
+                    output: at("output"),
+                    dropped: at("dropped"),
+                    wal: at("wal"),
+                    env: Vec::new(),
+                    log,
+                    _server: None,
+                    _dir: dir,
+                }
+            }
+            Store::Moto => {
+                let server = S3Server::start();
+                let at = |name: &str| format!("s3://{}/it/{name}", server.bucket);
+                Self {
+                    output: at("output"),
+                    dropped: at("dropped"),
+                    wal: at("wal"),
+                    env: server.env(),
+                    log,
+                    _server: Some(server),
+                    _dir: dir,
+                }
+            }
         }
     }
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The commit log, opened as Lineage opens it (object_store's S3 keys
+    /// are the environment's names, lower-cased).
+    pub fn commit_log(&self) -> CommitLog {
+        let keys: Vec<(String, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.to_lowercase(), v.as_str()))
+            .collect();
+        let options: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        CommitLog::new(
+            Location::open_with("WRITE_AHEAD_COMMIT_LOG_PATH", &self.wal, &options)
+                .expect("open the commit log"),
+        )
     }
 }
 
@@ -230,6 +358,7 @@ impl Lineage {
                 "KAFKA_GROUP_ID",
                 format!("it-{topic}-{}", uuid::Uuid::new_v4().simple()),
             )
+            .envs(paths.env.iter().map(|(k, v)| (k, v)))
             .env("OUTPUT_PATH", &paths.output)
             .env("DROPPED_PATH", &paths.dropped)
             .env("WRITE_AHEAD_COMMIT_LOG_PATH", &paths.wal)
@@ -364,9 +493,7 @@ pub fn produce(broker: &Broker, topic: &str, start: u64, count: u64, invalid_sha
 /// Waits until the commit log accounts for every offset before `ends`.
 pub fn wait_committed(paths: &Paths, topic: &str, ends: &BTreeMap<i32, i64>) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let location =
-        Location::open("WRITE_AHEAD_COMMIT_LOG_PATH", paths.wal.to_str().unwrap()).unwrap();
-    let log = CommitLog::new(location);
+    let log = paths.commit_log();
     let tail = || {
         let log = paths.log();
         let lines: Vec<&str> = log.lines().collect();
@@ -404,15 +531,16 @@ pub struct Output {
 }
 
 pub fn read_output(paths: &Paths) -> Output {
-    read_output_at(&paths.output, &paths.dropped, &paths.wal)
+    read_output_at(&paths.output, &paths.dropped, &paths.wal, &paths.env)
 }
 
-pub fn read_output_at(output: &Path, dropped: &Path, wal: &Path) -> Output {
+pub fn read_output_at(output: &str, dropped: &str, wal: &str, env: &[(String, String)]) -> Output {
     let python = tool(tools_dir().join("python/bin/python"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/read_output.py");
     let out = Command::new(python)
         .arg(script)
         .args([output, dropped, wal])
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("run the reader");
     assert!(

@@ -2,42 +2,70 @@
 
 Reads the data and dropped Parquet files with pyarrow (as users do), and the
 write-ahead commit log's views (chk-*/subtask-*.csv) with the csv module,
-and prints one JSON document:
+from local directories or from s3:// URLs (pyarrow's own S3 client, with
+the endpoint and keys from the AWS_* environment), and prints one JSON
+document:
 
   data:      [[partition, offset, uuid, timestamp, checkpoint_id, file], ...]
   dropped:   [[partition, offset, reason, checkpoint_id, file], ...]
-  visible:   every .parquet file under the two outputs
+  visible:   every .parquet file under the two outputs, as a URL or path
   committed: {file: checkpoint_id} for every data/dropped file the commit
              log lists
   duckdb_rows: the data row count as DuckDB counts it
 
-Usage: read_output.py OUTPUT_DIR DROPPED_DIR COMMIT_LOG_DIR
+Usage: read_output.py OUTPUT DROPPED COMMIT_LOG
 """
 
 import csv
-import glob
+import io
 import json
 import os
+import re
 import sys
 
 import duckdb
 import pyarrow.parquet as pq
+from pyarrow import fs
 
 
-def parquet_files(root):
+def open_root(url):
+    """(filesystem, base path inside it, prefix that makes a path a URL)."""
+    if url.startswith("s3://"):
+        endpoint = os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT")
+        scheme, host = (endpoint.split("://", 1) if endpoint else ("https", None))
+        s3 = fs.S3FileSystem(
+            access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
+            secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+            region=os.environ.get("AWS_REGION", "us-east-1"),
+            endpoint_override=host,
+            scheme=scheme,
+        )
+        return s3, url[len("s3://"):].rstrip("/"), "s3://"
+    return fs.LocalFileSystem(), os.path.abspath(url), ""
+
+
+def parquet_files(url):
+    filesystem, base, scheme = open_root(url)
+    selector = fs.FileSelector(base, recursive=True, allow_not_found=True)
     files = []
-    for dirpath, dirnames, filenames in os.walk(root):
+    for info in filesystem.get_file_info(selector):
+        relative = info.path[len(base):].strip("/").split("/")
         # Hidden directories (staging) are what readers skip.
-        dirnames[:] = [d for d in dirnames if not d.startswith((".", "_"))]
-        files += [os.path.join(dirpath, f) for f in filenames if f.endswith(".parquet")]
-    return sorted(files)
+        if any(part.startswith((".", "_")) for part in relative[:-1]):
+            continue
+        if info.type == fs.FileType.File and info.path.endswith(".parquet"):
+            files.append((filesystem, info.path, scheme + info.path))
+    return sorted(files, key=lambda f: f[2])
 
 
 def main(output, dropped, wal):
     doc = {"data": [], "dropped": [], "visible": [], "committed": {}}
-    for path in parquet_files(output):
-        doc["visible"].append(path)
-        t = pq.read_table(path, partitioning=None).to_pydict()
+    tables = []
+    for filesystem, path, name in parquet_files(output):
+        doc["visible"].append(name)
+        table = pq.read_table(path, filesystem=filesystem, partitioning=None)
+        tables.append(table)
+        t = table.to_pydict()
         for i in range(len(t["kafka_offset"])):
             doc["data"].append([
                 t["kafka_partition"][i],
@@ -45,33 +73,47 @@ def main(output, dropped, wal):
                 t["uuid"][i],
                 t["timestamp"][i],
                 t["checkpoint_id"][i],
-                path,
+                name,
             ])
-    for path in parquet_files(dropped):
-        doc["visible"].append(path)
-        t = pq.read_table(path, partitioning=None).to_pydict()
+    for filesystem, path, name in parquet_files(dropped):
+        doc["visible"].append(name)
+        t = pq.read_table(path, filesystem=filesystem, partitioning=None).to_pydict()
         for i in range(len(t["kafka_offset"])):
             doc["dropped"].append([
                 t["kafka_partition"][i],
                 t["kafka_offset"][i],
                 t["reason"][i],
                 t["checkpoint_id"][i],
-                path,
+                name,
             ])
-    for view in sorted(glob.glob(os.path.join(wal, "chk-*", "subtask-*.csv"))):
-        with open(view, newline="") as f:
-            for row in csv.DictReader(f):
-                if row["kind"] in ("data", "dropped"):
-                    if row["s3_key"] in doc["committed"]:
-                        raise SystemExit(f"{row['s3_key']} is committed twice")
-                    doc["committed"][row["s3_key"]] = int(row["checkpoint_id"])
-    if doc["data"]:
-        pattern = os.path.join(output, "**", "*.parquet")
+    filesystem, base, _ = open_root(wal)
+    views = [
+        info.path
+        for info in filesystem.get_file_info(fs.FileSelector(base, recursive=True, allow_not_found=True))
+        if re.search(r"/chk-\d+/subtask-\d+\.csv$", info.path)
+    ]
+    for view in sorted(views):
+        with filesystem.open_input_stream(view) as f:
+            text = f.read().decode()
+        for row in csv.DictReader(io.StringIO(text, newline="")):
+            if row["kind"] in ("data", "dropped"):
+                if row["s3_key"] in doc["committed"]:
+                    raise SystemExit(f"{row['s3_key']} is committed twice")
+                doc["committed"][row["s3_key"]] = int(row["checkpoint_id"])
+    if not doc["data"]:
+        doc["duckdb_rows"] = 0
+    elif output.startswith("s3://"):
+        # DuckDB's S3 support is an extension downloaded at run time; over
+        # the tables pyarrow fetched it counts the same rows.
+        import pyarrow as pa
+
+        data = pa.concat_tables(tables, promote_options="permissive")
+        doc["duckdb_rows"] = duckdb.sql("select count(*) from data").fetchall()[0][0]
+    else:
+        pattern = os.path.join(os.path.abspath(output), "**", "*.parquet")
         doc["duckdb_rows"] = duckdb.sql(
             f"select count(*) from read_parquet('{pattern}', hive_partitioning = true)"
         ).fetchall()[0][0]
-    else:
-        doc["duckdb_rows"] = 0
     json.dump(doc, sys.stdout)
 
 
