@@ -221,8 +221,7 @@ pub struct PipelineBenchArgs {
 /// disk, sealed and committed through the commit log as a checkpoint does.
 pub fn pipeline(args: PipelineBenchArgs, out: &mut impl Write) -> Result<(), CommandError> {
     use crate::commit::{
-        CommitLog, CommittedFile, Committer, OffsetRange, Owner, PluginStamp, Prepared,
-        TopicPartition,
+        CommitLog, Committer, OffsetRange, Owner, PluginStamp, Prepared, TopicPartition,
     };
     use crate::sink::{FileSettings, PartitionSink, SinkContext};
     use crate::source::Fetched;
@@ -337,18 +336,7 @@ pub fn pipeline(args: PipelineBenchArgs, out: &mut impl Write) -> Result<(), Com
             .collect(),
         files: files
             .iter()
-            .map(|f| CommittedFile {
-                kind: f.kind,
-                id: f.id.clone(),
-                url: cx.location(f.kind).url_of(&f.key),
-                key: f.key.clone(),
-                source: f.source.clone(),
-                first_offset: f.first_offset,
-                last_offset: f.last_offset,
-                records: f.records,
-                bytes: f.bytes,
-                publish: f.publish.clone(),
-            })
+            .map(|f| f.clone().into_committed(cx.location(f.kind)))
             .collect(),
     };
     let published = runtime

@@ -374,17 +374,9 @@ impl Coordinator {
         }
         let files: Vec<CommittedFile> = files
             .into_iter()
-            .map(|f| CommittedFile {
-                url: self.location(f.kind).url_of(&f.key),
-                kind: f.kind,
-                id: f.id,
-                key: f.key,
-                source: f.source,
-                first_offset: f.first_offset,
-                last_offset: f.last_offset,
-                records: f.records,
-                bytes: f.bytes,
-                publish: f.publish,
+            .map(|f| {
+                let location = self.location(f.kind);
+                f.into_committed(location)
             })
             .collect();
         let prepared = Prepared {

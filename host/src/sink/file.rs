@@ -11,7 +11,8 @@ use parquet::file::properties::WriterProperties;
 
 use super::SinkError;
 use super::staged::StagedWriter;
-use crate::commit::{FileKind, Publish, TopicPartition};
+use crate::commit::{CommittedFile, FileKind, Publish, TopicPartition};
+use crate::store::Location;
 
 /// Settings shared by every file.
 #[derive(Debug, Clone)]
@@ -51,6 +52,24 @@ pub struct SealedFile {
     pub records: u64,
     pub bytes: u64,
     pub publish: Publish,
+}
+
+impl SealedFile {
+    /// The file as its checkpoint's commit records it, at `location`.
+    pub fn into_committed(self, location: &Location) -> CommittedFile {
+        CommittedFile {
+            url: location.url_of(&self.key),
+            kind: self.kind,
+            id: self.id,
+            key: self.key,
+            source: self.source,
+            first_offset: self.first_offset,
+            last_offset: self.last_offset,
+            records: self.records,
+            bytes: self.bytes,
+            publish: self.publish,
+        }
+    }
 }
 
 pub struct ParquetFile {
