@@ -92,6 +92,17 @@ if [[ ! -x "$tansu" ]]; then
         --root "$TOOLS/tansu-$TANSU_VERSION" --quiet
 fi
 
+# garage is a self-hosted S3 store: the tests run against it as a second,
+# real S3 implementation (one that ignores conditional writes).
+GARAGE_VERSION=2.5.0
+garage="$TOOLS/garage-$GARAGE_VERSION/bin/garage"
+if [[ ! -x "$garage" ]]; then
+    $check_only && die "garage $GARAGE_VERSION is missing (expected $garage)"
+    say "building garage $GARAGE_VERSION (a self-hosted S3 store for the tests; minutes, once)"
+    cargo install garage --version "$GARAGE_VERSION" --locked \
+        --root "$TOOLS/garage-$GARAGE_VERSION" --quiet
+fi
+
 # pyarrow and DuckDB read the output in the tests, as users do; moto serves
 # S3 on loopback and enforces conditional writes as AWS does.
 venv="$TOOLS/python"
@@ -102,4 +113,4 @@ if ! "$venv/bin/python" -c "import pyarrow, duckdb, moto.server" 2>/dev/null; th
     "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb "moto[server]"
 fi
 
-say "ready: $(rustc --version), wasm32-wasip2, tansu $TANSU_VERSION, pyarrow + duckdb + moto"
+say "ready: $(rustc --version), wasm32-wasip2, tansu $TANSU_VERSION, garage $GARAGE_VERSION, pyarrow + duckdb + moto"

@@ -25,7 +25,23 @@ impl Default for Backoff {
 
 /// Runs `op` until it succeeds or fails with an error that is not
 /// retryable. `what` names the operation in the log.
-pub async fn retry<T, E, F, Fut>(what: &str, backoff: Backoff, mut op: F) -> Result<T, E>
+pub async fn retry<T, E, F, Fut>(what: &str, backoff: Backoff, op: F) -> Result<T, E>
+where
+    E: Classify + std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    retry_at_most(what, backoff, u32::MAX, op).await
+}
+
+/// Like [`retry`], giving up after `attempts`: for start-up checks, where
+/// a store that stays away should fail the start, not hang it.
+pub async fn retry_at_most<T, E, F, Fut>(
+    what: &str,
+    backoff: Backoff,
+    attempts: u32,
+    mut op: F,
+) -> Result<T, E>
 where
     E: Classify + std::fmt::Display,
     F: FnMut() -> Fut,
@@ -41,7 +57,7 @@ where
                 }
                 return Ok(v);
             }
-            Err(e) if e.retryable() => {
+            Err(e) if e.retryable() && attempt < attempts => {
                 tracing::warn!(
                     operation = what,
                     attempt,
@@ -94,6 +110,18 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(got, 3);
+    }
+
+    #[tokio::test]
+    async fn a_bounded_retry_gives_up_after_its_attempts() {
+        let calls = AtomicU32::new(0);
+        let got: Result<(), E> = retry_at_most("op", FAST, 3, || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(E(Blame::Environment))
+        })
+        .await;
+        assert!(got.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]

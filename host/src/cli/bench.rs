@@ -408,6 +408,19 @@ pub struct KafkaBenchArgs {
     /// The run's memory budget, as for `lineage run`.
     #[arg(long = "memory-budget", env = "MEMORY_BUDGET", default_value = super::run::DEFAULT_MEMORY_BUDGET_TEXT, value_parser = crate::plugin::parse_size)]
     pub memory_budget: u64,
+
+    /// Where the run writes: output/, dropped/ and wal/ go under a fresh
+    /// folder here (a directory or s3://bucket/prefix). Default: a
+    /// temporary directory, removed afterwards.
+    #[arg(long = "store", env = "BENCH_STORE")]
+    pub store: Option<String>,
+
+    #[command(flatten)]
+    pub s3: super::run::S3Args,
+
+    /// As for `lineage run`: needed on stores that ignore create-if-absent.
+    #[arg(long = "single-writer", env = "SINGLE_WRITER")]
+    pub single_writer: bool,
 }
 
 /// `lineage bench kafka`: over the same records, the rate of a plain
@@ -435,10 +448,16 @@ pub fn kafka(args: KafkaBenchArgs, out: &mut impl Write) -> Result<(), CommandEr
     // yet (the topic was filled by a child process): its peak RSS is the
     // pipeline's own.
     reset_peak_rss();
-    let dir = std::env::temp_dir().join(format!("lineage-bench-{}", uuid::Uuid::new_v4().simple()));
-    let path = |name: &str| dir.join(name).display().to_string();
+    let run_id = format!("lineage-bench-{}", uuid::Uuid::new_v4().simple());
+    let dir = std::env::temp_dir().join(&run_id);
+    let root = match &args.store {
+        Some(store) => format!("{}/{run_id}", store.trim_end_matches('/')),
+        None => dir.display().to_string(),
+    };
+    let path = |name: &str| format!("{root}/{name}");
     let run_args = super::run::RunArgs {
         kafka: args.kafka.clone(),
+        s3: args.s3.clone(),
         group_id: settings.group_id.clone() + "-run",
         output_path: path("output"),
         dropped_path: path("dropped"),
@@ -449,10 +468,13 @@ pub fn kafka(args: KafkaBenchArgs, out: &mut impl Write) -> Result<(), CommandEr
         workers: args.workers,
         memory_budget: args.memory_budget,
         max_file_size: 256 << 20,
+        upload_part_size: 5 << 20,
+        row_group_size: 8 << 20,
         compression: super::run::Codec::Zstd,
         shutdown_timeout: Duration::from_secs(60),
-        single_writer: false,
+        single_writer: args.single_writer,
         snapshot_every: crate::commit::DEFAULT_SNAPSHOT_EVERY,
+        progress_interval: Duration::ZERO,
         plugin: PluginConfig::default(),
     };
     let stats = Arc::new(Stats::default());
@@ -510,6 +532,7 @@ pub fn kafka(args: KafkaBenchArgs, out: &mut impl Write) -> Result<(), CommandEr
     let rate = |n: usize, d: Duration| n as f64 / d.as_secs_f64();
     let text = format!(
         "kafka bench: {} at {} | {} records ({:.0} bytes each) over {partitions} partitions\n\
+         output under {root}\n\
          \n\
          plain consumer, read only      {:>12.0} records/s\n\
          lineage run, end to end        {:>12.0} records/s  ({} kept, {} dropped, {} checkpoints)\n\

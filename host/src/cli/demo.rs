@@ -121,6 +121,7 @@ pub fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<Summary, DemoError>
     };
     prepare(dir)?;
     let run_args = RunArgs {
+        s3: Default::default(),
         kafka: kafka.clone(),
         group_id: "lineage-demo".into(),
         output_path: path("output"),
@@ -132,10 +133,13 @@ pub fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<Summary, DemoError>
         workers: None,
         memory_budget: super::run::DEFAULT_MEMORY_BUDGET,
         max_file_size: 64 << 20,
+        upload_part_size: 5 << 20,
+        row_group_size: 8 << 20,
         compression: super::run::Codec::Zstd,
         shutdown_timeout: Duration::from_secs(30),
         single_writer: false,
         snapshot_every: crate::commit::DEFAULT_SNAPSHOT_EVERY,
+        progress_interval: Duration::ZERO,
         plugin: PluginConfig::default(),
     };
 

@@ -11,6 +11,7 @@ use crate::pipeline::{RunSettings, Stats, StopHandle, Summary, run};
 use crate::plugin::{PluginConfig, parse_size};
 use crate::sink::FileSettings;
 use crate::source::{KafkaSettings, parse_property};
+use crate::store::S3Settings;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct KafkaArgs {
@@ -36,6 +37,40 @@ pub struct KafkaArgs {
     pub properties: Vec<(String, String)>,
 }
 
+/// S3 addressing; credentials come from the standard AWS chain
+/// (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_WEB_IDENTITY_TOKEN_FILE +
+/// AWS_ROLE_ARN for IRSA, instance metadata).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct S3Args {
+    /// S3-compatible endpoint (MinIO, R2, garage); an http:// URL allows
+    /// plain HTTP. Default: AWS S3 of the region.
+    #[arg(long = "s3-endpoint", env = "AWS_ENDPOINT_URL")]
+    pub endpoint: Option<String>,
+
+    /// Region of the bucket(s).
+    #[arg(long = "s3-region", env = "AWS_REGION")]
+    pub region: Option<String>,
+
+    /// Address buckets as bucket.endpoint rather than endpoint/bucket
+    /// (path-style, the default).
+    #[arg(
+        long = "s3-virtual-hosted-style",
+        env = "AWS_VIRTUAL_HOSTED_STYLE_REQUEST"
+    )]
+    pub virtual_hosted_style: bool,
+}
+
+impl S3Args {
+    pub fn settings(&self) -> S3Settings {
+        S3Settings {
+            endpoint: self.endpoint.clone().filter(|e| !e.is_empty()),
+            region: self.region.clone().filter(|r| !r.is_empty()),
+            virtual_hosted_style: self.virtual_hosted_style.then_some(true),
+            options: Vec::new(),
+        }
+    }
+}
+
 pub const DEFAULT_MEMORY_BUDGET: u64 = 128 << 20;
 /// The same, as `--help` shows it.
 pub const DEFAULT_MEMORY_BUDGET_TEXT: &str = "128MiB";
@@ -59,6 +94,9 @@ pub struct RunArgs {
         default_value = "lineage"
     )]
     pub group_id: String,
+
+    #[command(flatten)]
+    pub s3: S3Args,
 
     /// Where kept rows go: a directory, file://, s3://bucket/prefix or
     /// memory://name/prefix.
@@ -102,6 +140,14 @@ pub struct RunArgs {
     #[arg(long = "max-file-size", env = "MAX_FILE_SIZE", default_value = "256MiB", value_parser = parse_size)]
     pub max_file_size: u64,
 
+    /// Bytes per multipart upload part; S3 wants at least 5MiB.
+    #[arg(long = "upload-part-size", env = "UPLOAD_PART_SIZE", default_value = "5MiB", value_parser = parse_size)]
+    pub upload_part_size: u64,
+
+    /// Encoded bytes of a Parquet row group before it is flushed.
+    #[arg(long = "row-group-size", env = "ROW_GROUP_SIZE", default_value = "8MiB", value_parser = parse_size, hide = true)]
+    pub row_group_size: u64,
+
     #[arg(long = "parquet-compression", env = "PARQUET_COMPRESSION", value_enum, default_value_t = Codec::Zstd)]
     pub compression: Codec,
 
@@ -113,6 +159,11 @@ pub struct RunArgs {
     /// instance only, no fencing.
     #[arg(long = "single-writer", env = "SINGLE_WRITER")]
     pub single_writer: bool,
+
+    /// How often to log a progress line (records consumed, kept, dropped,
+    /// checkpoints, memory in use); 0 turns it off.
+    #[arg(long = "progress-interval", env = "PROGRESS_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub progress_interval: Duration,
 
     /// Commits between snapshots of the commit log's state (start-up reads
     /// at most this many commits).
@@ -139,6 +190,7 @@ impl RunArgs {
             output: self.output_path.clone(),
             dropped: self.dropped_path.clone(),
             commit_log: self.commit_log_path.clone(),
+            s3: self.s3.settings(),
             plugin_path: self.plugin_path.clone(),
             plugin: self.plugin.clone(),
             checkpoint_interval: self.checkpoint_interval,
@@ -147,6 +199,8 @@ impl RunArgs {
             memory_budget: self.memory_budget,
             files: FileSettings {
                 max_file_bytes: self.max_file_size,
+                part_bytes: self.upload_part_size as usize,
+                row_group_bytes: self.row_group_size as usize,
                 compression: match self.compression {
                     Codec::Zstd => Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")),
                     Codec::Snappy => Compression::SNAPPY,
@@ -158,6 +212,8 @@ impl RunArgs {
             single_writer: self.single_writer,
             batch_records: self.plugin.batch_records,
             snapshot_every: self.snapshot_every,
+            progress_interval: (!self.progress_interval.is_zero())
+                .then_some(self.progress_interval),
         }
     }
 }

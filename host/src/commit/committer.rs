@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::CommitError;
 use super::entry::{
@@ -14,6 +15,7 @@ use super::entry::{
 use super::log::{CommitLog, Staging};
 use super::state::{Conflict, LogState};
 use crate::failpoints;
+use crate::retry::{Backoff, retry};
 use crate::store::Location;
 
 /// Take a snapshot of the folded state every this many commits, so that a
@@ -294,22 +296,44 @@ impl Committer {
         Ok(())
     }
 
+    /// Each write is retried on its own: on a flaky store, redoing the
+    /// whole list after one failure would rarely get through a long one.
     async fn finish(&self, commit: &Commit) -> Result<(), CommitError> {
         if commit.checkpoint > 0 {
-            self.log.write_view(commit).await?;
+            retry("write checkpoint view", STEP_BACKOFF, || {
+                self.log.write_view(commit)
+            })
+            .await?;
             failpoints::hit("after-checkpoint-view")?;
         }
         for (i, file) in commit.files.iter().enumerate() {
-            publish(self.location(file.kind), file).await?;
+            retry("publish file", STEP_BACKOFF, || {
+                publish(self.location(file.kind), file)
+            })
+            .await?;
             if i == 0 {
                 failpoints::hit("after-first-publish")?;
             }
         }
         if !commit.files.is_empty() {
             failpoints::hit("after-publish")?;
+            for kind in [FileKind::Data, FileKind::Dropped] {
+                let keys: Vec<&str> = commit
+                    .files
+                    .iter()
+                    .filter(|f| f.kind == kind)
+                    .map(|f| f.key.as_str())
+                    .collect();
+                if !keys.is_empty() {
+                    self.location(kind).abort_stray_uploads(&keys).await;
+                }
+            }
         }
         for file in &commit.files {
-            self.log.unstage(&file.source, &file.id).await?;
+            retry("delete staging entry", STEP_BACKOFF, || {
+                self.log.unstage(&file.source, &file.id)
+            })
+            .await?;
         }
         if !commit.files.is_empty() {
             failpoints::hit("after-staging-cleanup")?;
@@ -345,6 +369,13 @@ impl Committer {
             .collect()
     }
 }
+
+/// Backoff of one step of publishing; the caller retries the whole with
+/// its own.
+const STEP_BACKOFF: Backoff = Backoff {
+    first: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+};
 
 async fn publish(location: &Location, file: &CommittedFile) -> Result<(), CommitError> {
     crate::sink::publish(location, &file.key, &file.publish)

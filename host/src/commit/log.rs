@@ -34,8 +34,16 @@ pub struct StagedEntry {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Staging {
-    Multipart { upload_id: String },
-    Rename { staging: String },
+    /// A multipart upload at the final key. The entry is written before the
+    /// upload starts, so it has no id: recovery aborts whatever upload is
+    /// open at the key. In-process aborts know the id.
+    Multipart {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upload_id: Option<String>,
+    },
+    Rename {
+        staging: String,
+    },
 }
 
 /// A snapshot as stored: JSON object keys must be strings, so the maps are

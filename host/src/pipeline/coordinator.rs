@@ -92,9 +92,13 @@ pub fn run(
         .map_err(|e| RunError::Thread(format!("starting the I/O runtime: {e}")))?;
     let handle = runtime.handle().clone();
 
-    let data = Location::open("OUTPUT_PATH", &settings.output)?;
-    let dropped = Location::open("DROPPED_PATH", &settings.dropped)?;
-    let wal = Location::open("WRITE_AHEAD_COMMIT_LOG_PATH", &settings.commit_log)?;
+    let data = Location::open_with("OUTPUT_PATH", &settings.output, &settings.s3)?;
+    let dropped = Location::open_with("DROPPED_PATH", &settings.dropped, &settings.s3)?;
+    let wal = Location::open_with(
+        "WRITE_AHEAD_COMMIT_LOG_PATH",
+        &settings.commit_log,
+        &settings.s3,
+    )?;
     for location in [&data, &dropped, &wal] {
         handle.block_on(location.check_writable())?;
     }
@@ -185,6 +189,28 @@ pub fn run(
         "pipeline running"
     );
 
+    // On the I/O runtime, not a pipeline thread: it keeps reporting while
+    // the store or the broker holds those up.
+    let progress = settings.progress_interval.map(|every| {
+        let (stats, budget) = (stats.clone(), budget.clone());
+        handle.spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                tracing::info!(
+                    consumed = stats.consumed.load(Ordering::Relaxed),
+                    kept = stats.kept.load(Ordering::Relaxed),
+                    dropped = stats.dropped.load(Ordering::Relaxed),
+                    checkpoints = stats.checkpoints.load(Ordering::Relaxed),
+                    budget_used = budget.used(),
+                    budget_pauses = stats.pauses.load(Ordering::Relaxed),
+                    "progress"
+                );
+            }
+        })
+    });
+
     let identity = plugin.identity();
     let mut coordinator = Coordinator {
         committer,
@@ -210,6 +236,9 @@ pub fn run(
         consumer_stopped: false,
     };
     let result = coordinator.run(events, stop);
+    if let Some(progress) = progress {
+        progress.abort();
+    }
     for inbox in &worker_inboxes {
         let _ = inbox.send(WorkerMsg::Stop);
     }
@@ -404,7 +433,7 @@ impl Coordinator {
             {
                 let staging = match &file.publish {
                     Publish::Multipart { upload_id, .. } => Staging::Multipart {
-                        upload_id: upload_id.clone(),
+                        upload_id: Some(upload_id.clone()),
                     },
                     Publish::Rename { staging } => Staging::Rename {
                         staging: staging.clone(),

@@ -28,7 +28,7 @@ use crate::error::{Blame, Classify};
 use crate::plugin::{PluginConfig, PluginError};
 use crate::sink::{FileSettings, SinkError};
 use crate::source::{KafkaSettings, SourceError};
-use crate::store::StoreError;
+use crate::store::{S3Settings, StoreError};
 
 pub use budget::Budget;
 pub use coordinator::{StopHandle, Summary, run};
@@ -40,6 +40,8 @@ pub struct RunSettings {
     pub output: String,
     pub dropped: String,
     pub commit_log: String,
+    /// For the three paths above that are s3://.
+    pub s3: S3Settings,
     pub plugin_path: PathBuf,
     pub plugin: PluginConfig,
     pub checkpoint_interval: Duration,
@@ -53,6 +55,8 @@ pub struct RunSettings {
     pub batch_records: usize,
     /// Commits between snapshots of the log's state.
     pub snapshot_every: u64,
+    /// How often a progress line is logged; `None`: never.
+    pub progress_interval: Option<Duration>,
 }
 
 /// Counters the pipeline keeps; the demo shows them, metrics export them.

@@ -403,7 +403,7 @@ impl PartitionSink {
 pub fn abort_sealed(cx: &SinkContext, file: &SealedFile) {
     let staging = match &file.publish {
         crate::commit::Publish::Multipart { upload_id, .. } => crate::commit::Staging::Multipart {
-            upload_id: upload_id.clone(),
+            upload_id: Some(upload_id.clone()),
         },
         crate::commit::Publish::Rename { staging } => crate::commit::Staging::Rename {
             staging: staging.clone(),

@@ -80,42 +80,14 @@ impl StagedWriter {
                 source: Box::new(source),
             }
         };
-        let (mode, staging) = match &location.multipart {
-            Some(mp) => {
-                let path = location.path(&key);
-                let upload_id = runtime.block_on(retry(
-                    "start multipart upload",
-                    Backoff::default(),
-                    || async {
-                        mp.create_multipart(&path)
-                            .await
-                            .map_err(store_err("start multipart upload", &key))
-                    },
-                ))?;
-                let staging = Staging::Multipart {
-                    upload_id: upload_id.clone(),
-                };
-                let mode = Mode::Multipart {
-                    store: mp.clone(),
-                    path,
-                    upload_id,
-                    parts: Vec::new(),
-                    uploads: VecDeque::new(),
-                };
-                (Some(mode), staging)
-            }
-            None => {
-                let staging_key = format!(
+        let staging = match &location.multipart {
+            Some(_) => Staging::Multipart { upload_id: None },
+            None => Staging::Rename {
+                staging: format!(
                     "{STAGING_DIR}/{}/{}/{file_id}.parquet.inprogress",
                     source.topic, source.partition
-                );
-                (
-                    None,
-                    Staging::Rename {
-                        staging: staging_key,
-                    },
-                )
-            }
+                ),
+            },
         };
         let entry = StagedEntry {
             file_id: file_id.to_owned(),
@@ -129,8 +101,29 @@ impl StagedWriter {
             log.stage(&entry)
         }))?;
         failpoints::hit("after-staging-entry")?;
-        let mode = match (mode, staging) {
-            (Some(mode), _) => mode,
+        let mode = match (&location.multipart, staging) {
+            (Some(mp), _) => {
+                let path = location.path(&key);
+                // A start whose reply was lost and that was retried leaves
+                // a second upload at the key: the committer aborts it once
+                // the file is published.
+                let upload_id = runtime.block_on(retry(
+                    "start multipart upload",
+                    Backoff::default(),
+                    || async {
+                        mp.create_multipart(&path)
+                            .await
+                            .map_err(store_err("start multipart upload", &key))
+                    },
+                ))?;
+                Mode::Multipart {
+                    store: mp.clone(),
+                    path,
+                    upload_id,
+                    parts: Vec::new(),
+                    uploads: VecDeque::new(),
+                }
+            }
             (None, Staging::Rename { staging }) => {
                 let upload = runtime
                     .block_on(location.store.put_multipart(&location.path(&staging)))
@@ -288,7 +281,7 @@ impl StagedWriter {
         let _ = self.settle(0);
         let staging = match &self.mode {
             Mode::Multipart { upload_id, .. } => Staging::Multipart {
-                upload_id: upload_id.clone(),
+                upload_id: Some(upload_id.clone()),
             },
             Mode::Rename { staging, .. } => Staging::Rename {
                 staging: staging.clone(),
@@ -343,16 +336,25 @@ pub async fn publish(location: &Location, key: &str, how: &Publish) -> Result<()
     }
 }
 
-/// Drops a staged file that no commit claimed. Idempotent.
+/// Drops a staged file that no commit claimed. Idempotent. Without an
+/// upload id, every upload open at the key is aborted: only for files
+/// whose writer is gone.
 pub async fn abort(location: &Location, key: &str, staging: &Staging) -> Result<(), SinkError> {
     let result = match staging {
-        Staging::Multipart { upload_id } => match &location.multipart {
+        Staging::Multipart {
+            upload_id: Some(upload_id),
+        } => match &location.multipart {
             Some(mp) => {
                 mp.abort_multipart(&location.path(key), &upload_id.clone())
                     .await
             }
             None => Ok(()),
         },
+        Staging::Multipart { upload_id: None } => location.abort_open_uploads(key).await.map(|n| {
+            if n > 0 {
+                tracing::info!(file = %location.url_of(key), uploads = n, "aborted open multipart uploads");
+            }
+        }),
         Staging::Rename { staging } => location.store.delete(&location.path(staging)).await,
     };
     match result {

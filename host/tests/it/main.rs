@@ -8,4 +8,6 @@ mod loading;
 mod outages;
 mod pipeline;
 mod pipeline_support;
+mod s3;
+mod s3_servers;
 mod support;

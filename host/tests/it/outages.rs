@@ -35,6 +35,7 @@ fn settings(bootstrap: &str, paths: &Paths) -> RunSettings {
         output: paths.output.clone(),
         dropped: paths.dropped.clone(),
         commit_log: paths.wal.clone(),
+        s3: Default::default(),
         plugin_path: components().enrich.clone(),
         plugin: PluginConfig {
             cache_dir: Some(
@@ -51,6 +52,7 @@ fn settings(bootstrap: &str, paths: &Paths) -> RunSettings {
         single_writer: false,
         batch_records: 512,
         snapshot_every: 5,
+        progress_interval: None,
     }
 }
 

@@ -17,8 +17,9 @@ use serde_json::Value as Json;
 
 use lineage::commit::{CommitLog, TopicPartition};
 use lineage::sink::CHECKPOINT_ID;
-use lineage::store::Location;
+use lineage::store::{Location, S3Settings};
 
+use crate::s3_servers::{Kind, S3Server};
 use crate::support::{components, repo_root};
 
 pub fn tools_dir() -> PathBuf {
@@ -29,7 +30,7 @@ pub fn tools_dir() -> PathBuf {
         })
 }
 
-fn tool(path: PathBuf) -> PathBuf {
+pub fn tool(path: PathBuf) -> PathBuf {
     assert!(
         path.exists(),
         "{} is missing: run scripts/install.sh",
@@ -38,7 +39,7 @@ fn tool(path: PathBuf) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .expect("bind a free port")
         .local_addr()
@@ -177,95 +178,20 @@ impl Drop for Broker {
     }
 }
 
-/// A moto S3 server on a loopback port with one bucket; stopped on drop.
-/// moto enforces conditional writes as AWS does (a second create-if-absent
-/// gets 412) and serves multipart uploads.
-pub struct S3Server {
-    child: Child,
-    pub endpoint: String,
-    pub bucket: String,
-}
-
-impl S3Server {
-    pub fn start() -> Self {
-        let moto = tool(tools_dir().join("python/bin/moto_server"));
-        let port = free_port();
-        let child = Command::new(moto)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let address = format!("127.0.0.1:{port}");
-        let server = Self {
-            child,
-            endpoint: format!("http://{address}"),
-            bucket: "lineage".into(),
-        };
-        wait_for("moto to listen", Duration::from_secs(60), || {
-            std::net::TcpStream::connect(&address).is_ok()
-        });
-        server.create_bucket();
-        server
-    }
-
-    /// One plain HTTP request (moto checks no signature); the reply.
-    fn request(&self, method: &str, target: &str) -> String {
-        use std::io::{Read, Write};
-        let address = self.endpoint.trim_start_matches("http://");
-        let mut stream = std::net::TcpStream::connect(address).expect("connect to moto");
-        write!(
-            stream,
-            "{method} {target} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-        )
-        .unwrap();
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply).unwrap();
-        assert!(
-            reply.starts_with("HTTP/1.1 200"),
-            "{method} {target}: {reply}"
-        );
-        reply
-    }
-
-    fn create_bucket(&self) {
-        self.request("PUT", &format!("/{}", self.bucket));
-    }
-
-    /// The AWS environment a client needs for this server.
-    pub fn env(&self) -> Vec<(String, String)> {
-        [
-            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
-            ("AWS_ALLOW_HTTP", "true"),
-            ("AWS_ACCESS_KEY_ID", "lineage-test-key"),
-            ("AWS_SECRET_ACCESS_KEY", "lineage-test-secret"),
-            ("AWS_REGION", "us-east-1"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Which store a test writes to.
 #[derive(Debug, Clone, Copy)]
 pub enum Store {
     Local,
     Moto,
+    /// Ignores conditional writes: runs need --single-writer.
+    Garage,
 }
 
 /// Output, dropped and commit-log locations of one test: local directories
-/// or prefixes in a moto bucket.
+/// or prefixes in a bucket of a moto or garage server.
 pub struct Paths {
     _dir: tempfile::TempDir,
-    _server: Option<S3Server>,
+    pub server: Option<S3Server>,
     pub output: String,
     pub dropped: String,
     pub wal: String,
@@ -297,20 +223,33 @@ impl Paths {
                     wal: at("wal"),
                     env: Vec::new(),
                     log,
-                    _server: None,
+                    server: None,
                     _dir: dir,
                 }
             }
-            Store::Moto => {
-                let server = S3Server::start();
+            Store::Moto | Store::Garage => {
+                let kind = match store {
+                    Store::Moto => Kind::Moto,
+                    _ => Kind::Garage,
+                };
+                let server = S3Server::start(kind);
                 let at = |name: &str| format!("s3://{}/it/{name}", server.bucket);
+                let mut env = server.env();
+                match kind {
+                    Kind::Garage => env.push(("SINGLE_WRITER".into(), "true".into())),
+                    // Files of a few parts even at test sizes.
+                    Kind::Moto => env.extend([
+                        ("UPLOAD_PART_SIZE".into(), "16KiB".into()),
+                        ("ROW_GROUP_SIZE".into(), "8KiB".into()),
+                    ]),
+                }
                 Self {
                     output: at("output"),
                     dropped: at("dropped"),
                     wal: at("wal"),
-                    env: server.env(),
+                    env,
                     log,
-                    _server: Some(server),
+                    server: Some(server),
                     _dir: dir,
                 }
             }
@@ -324,16 +263,74 @@ impl Paths {
     /// The commit log, opened as Lineage opens it (object_store's S3 keys
     /// are the environment's names, lower-cased).
     pub fn commit_log(&self) -> CommitLog {
-        let keys: Vec<(String, &str)> = self
-            .env
-            .iter()
-            .map(|(k, v)| (k.to_lowercase(), v.as_str()))
-            .collect();
-        let options: Vec<(&str, &str)> = keys.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-        CommitLog::new(
-            Location::open_with("WRITE_AHEAD_COMMIT_LOG_PATH", &self.wal, &options)
-                .expect("open the commit log"),
-        )
+        CommitLog::new(self.location("WRITE_AHEAD_COMMIT_LOG_PATH", &self.wal))
+    }
+
+    /// One of the locations, opened as Lineage opens it (object_store's S3
+    /// keys are the environment's names, lower-cased).
+    pub fn location(&self, setting: &'static str, url: &str) -> Location {
+        let settings = S3Settings {
+            options: self
+                .env
+                .iter()
+                .filter(|(k, _)| k.starts_with("AWS_"))
+                .map(|(k, v)| (k.to_lowercase(), v.clone()))
+                .collect(),
+            ..S3Settings::default()
+        };
+        Location::open_with(setting, url, &settings).expect("open a location")
+    }
+
+    /// The most parts any committed file was uploaded in, from the
+    /// `publish` column of every commit.
+    pub fn most_parts_of_a_file(&self) -> usize {
+        use futures::TryStreamExt;
+        use object_store::ObjectStoreExt;
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let wal = self.location("WRITE_AHEAD_COMMIT_LOG_PATH", &self.wal);
+        runtime.block_on(async {
+            let commits: Vec<_> = wal
+                .store
+                .list(Some(&wal.path("_commits")))
+                .try_collect()
+                .await
+                .expect("list commits");
+            let mut most = 0;
+            for meta in commits {
+                let bytes = wal
+                    .store
+                    .get(&meta.location)
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+                for line in String::from_utf8_lossy(&bytes).lines() {
+                    if let Some(at) = line.find("|multipart:") {
+                        let parts = line[at..].split(':').nth(2).unwrap_or("");
+                        most = most.max(parts.split(';').count());
+                    }
+                }
+            }
+            most
+        })
+    }
+
+    /// Multipart uploads still open under the output and dropped
+    /// locations: none once every file is committed or aborted.
+    pub fn open_uploads(&self) -> Vec<(String, String)> {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        [
+            ("OUTPUT_PATH", &self.output),
+            ("DROPPED_PATH", &self.dropped),
+        ]
+        .into_iter()
+        .flat_map(|(setting, url)| {
+            runtime
+                .block_on(self.location(setting, url).open_uploads_under(""))
+                .expect("list open uploads")
+        })
+        .collect()
     }
 }
 
