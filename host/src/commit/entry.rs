@@ -70,6 +70,20 @@ pub enum Publish {
 }
 
 impl Publish {
+    /// How to abort the file instead, while its writer still knows it.
+    pub fn staging(&self) -> super::Staging {
+        match self {
+            Publish::Multipart { upload_id, .. } => super::Staging::Multipart {
+                upload_id: Some(upload_id.clone()),
+            },
+            Publish::Rename { staging } => super::Staging::Rename {
+                staging: staging.clone(),
+            },
+        }
+    }
+}
+
+impl Publish {
     fn encode(&self) -> String {
         match self {
             Publish::Multipart { upload_id, parts } => {

@@ -17,8 +17,7 @@ use super::consumer::{ConsumerShared, Control};
 use super::worker::{Sealed, Worker, WorkerMsg};
 use super::{Event, RunError, RunSettings, Stats};
 use crate::commit::{
-    CommitLog, CommittedFile, Committer, OffsetRange, Owner, PluginStamp, Prepared, Publish,
-    Staging, TopicPartition,
+    CommitLog, CommittedFile, Committer, OffsetRange, Owner, PluginStamp, Prepared, TopicPartition,
 };
 use crate::error::Classify;
 use crate::failpoints;
@@ -431,14 +430,7 @@ impl Coordinator {
                 .iter()
                 .filter(|f| published.fenced.contains(&f.source))
             {
-                let staging = match &file.publish {
-                    Publish::Multipart { upload_id, .. } => Staging::Multipart {
-                        upload_id: Some(upload_id.clone()),
-                    },
-                    Publish::Rename { staging } => Staging::Rename {
-                        staging: staging.clone(),
-                    },
-                };
+                let staging = file.publish.staging();
                 let location = self.location(file.kind).clone();
                 let _ = self.runtime.block_on(abort(&location, &file.key, &staging));
             }

@@ -401,14 +401,7 @@ impl PartitionSink {
 /// Aborts a sealed file that will not be committed; failures are left to
 /// recovery, which finds the staging entry.
 pub fn abort_sealed(cx: &SinkContext, file: &SealedFile) {
-    let staging = match &file.publish {
-        crate::commit::Publish::Multipart { upload_id, .. } => crate::commit::Staging::Multipart {
-            upload_id: Some(upload_id.clone()),
-        },
-        crate::commit::Publish::Rename { staging } => crate::commit::Staging::Rename {
-            staging: staging.clone(),
-        },
-    };
+    let staging = file.publish.staging();
     let location = cx.location(file.kind);
     let result = cx.runtime.block_on(async {
         abort(location, &file.key, &staging).await?;
