@@ -421,6 +421,12 @@ pub struct KafkaBenchArgs {
     /// As for `lineage run`: needed on stores that ignore create-if-absent.
     #[arg(long = "single-writer", env = "SINGLE_WRITER")]
     pub single_writer: bool,
+
+    /// Pipelines in one consumer group, each with its own subtask index,
+    /// as replicas would run; here they share this machine's cores (the
+    /// default worker count is divided among them).
+    #[arg(long, env = "BENCH_INSTANCES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub instances: u32,
 }
 
 /// `lineage bench kafka`: over the same records, the rate of a plain
@@ -455,52 +461,89 @@ pub fn kafka(args: KafkaBenchArgs, out: &mut impl Write) -> Result<(), CommandEr
         None => dir.display().to_string(),
     };
     let path = |name: &str| format!("{root}/{name}");
-    let run_args = super::run::RunArgs {
-        kafka: args.kafka.clone(),
-        s3: args.s3.clone(),
-        group_id: settings.group_id.clone() + "-run",
-        output_path: path("output"),
-        dropped_path: path("dropped"),
-        commit_log_path: path("wal"),
-        plugin_path: args.plugin_path.clone(),
-        checkpoint_interval: Duration::from_secs(2),
-        subtask_index: 0,
-        workers: args.workers,
-        memory_budget: args.memory_budget,
-        max_file_size: 256 << 20,
-        upload_part_size: 5 << 20,
-        row_group_size: 8 << 20,
-        compression: super::run::Codec::Zstd,
-        shutdown_timeout: Duration::from_secs(60),
-        single_writer: args.single_writer,
-        snapshot_every: crate::commit::DEFAULT_SNAPSHOT_EVERY,
-        progress_interval: Duration::ZERO,
-        plugin: PluginConfig::default(),
-    };
-    let stats = Arc::new(Stats::default());
-    let (stop, stopped) = StopHandle::new();
-    let pipeline = {
-        let (settings, stats) = (run_args.settings(), stats.clone());
-        std::thread::spawn(move || run(settings, stats, stopped))
+    let instances = args.instances as usize;
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let workers = args.workers.unwrap_or_else(|| (cores / instances).max(1));
+    let mut pipelines = Vec::new();
+    for subtask in 0..args.instances {
+        let run_args = super::run::RunArgs {
+            kafka: args.kafka.clone(),
+            s3: args.s3.clone(),
+            group_id: settings.group_id.clone() + "-run",
+            output_path: path("output"),
+            dropped_path: path("dropped"),
+            commit_log_path: path("wal"),
+            plugin_path: args.plugin_path.clone(),
+            checkpoint_interval: Duration::from_secs(2),
+            subtask_index: subtask,
+            workers: Some(workers),
+            memory_budget: args.memory_budget,
+            max_file_size: 256 << 20,
+            upload_part_size: 5 << 20,
+            row_group_size: 8 << 20,
+            compression: super::run::Codec::Zstd,
+            shutdown_timeout: Duration::from_secs(60),
+            single_writer: args.single_writer,
+            snapshot_every: crate::commit::DEFAULT_SNAPSHOT_EVERY,
+            progress_interval: Duration::ZERO,
+            plugin: PluginConfig::default(),
+        };
+        let stats = Arc::new(Stats::default());
+        let (stop, stopped) = StopHandle::new();
+        let thread = {
+            let (settings, stats) = (run_args.settings(), stats.clone());
+            std::thread::spawn(move || run(settings, stats, stopped))
+        };
+        pipelines.push((thread, stats, stop));
+    }
+    let consumed = |pipelines: &[(_, Arc<Stats>, _)]| -> u64 {
+        pipelines
+            .iter()
+            .map(|(_, s, _)| s.consumed.load(Ordering::Relaxed))
+            .sum()
     };
     let mut first = None;
-    while stats.consumed.load(Ordering::Relaxed) < args.records as u64 {
-        if pipeline.is_finished() {
+    // When every instance holds partitions and together all of them: the
+    // group has formed, the rate from then on is the steady one.
+    let mut formed: Option<(Instant, u64)> = None;
+    while consumed(&pipelines) < args.records as u64 {
+        if pipelines.iter().any(|(t, _, _)| t.is_finished()) {
             break;
         }
-        if first.is_none() && stats.consumed.load(Ordering::Relaxed) > 0 {
+        if first.is_none() && consumed(&pipelines) > 0 {
             first = Some(Instant::now());
+        }
+        let held: Vec<u64> = pipelines
+            .iter()
+            .map(|(_, s, _)| s.partitions.load(Ordering::Relaxed))
+            .collect();
+        if formed.is_none()
+            && held.iter().all(|n| *n > 0)
+            && held.iter().sum::<u64>() == partitions as u64
+        {
+            formed = Some((Instant::now(), consumed(&pipelines)));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
+
     // The rate counts up to the moment the last record is committed: a
     // graceful stop commits what was consumed.
-    stop.stop();
-    let summary = pipeline
-        .join()
-        .map_err(|_| CommandError::Bench("pipeline thread panicked".into()))?
-        .map_err(|e| fail(&e))?;
+    for (_, _, stop) in &pipelines {
+        stop.stop();
+    }
+    let mut summary = crate::pipeline::Summary::default();
+    for (thread, _, _) in pipelines {
+        let one = thread
+            .join()
+            .map_err(|_| CommandError::Bench("pipeline thread panicked".into()))?
+            .map_err(|e| fail(&e))?;
+        summary.consumed += one.consumed;
+        summary.kept += one.kept;
+        summary.dropped += one.dropped;
+        summary.checkpoints += one.checkpoints;
+    }
     let end_to_end = first.map_or(Duration::ZERO, |f| f.elapsed());
+    let steady = formed.map(|(at, before)| (summary.consumed.saturating_sub(before), at.elapsed()));
     let run_rss = peak_rss();
     let _ = std::fs::remove_dir_all(&dir);
 
@@ -535,7 +578,8 @@ pub fn kafka(args: KafkaBenchArgs, out: &mut impl Write) -> Result<(), CommandEr
          output under {root}\n\
          \n\
          plain consumer, read only      {:>12.0} records/s\n\
-         lineage run, end to end        {:>12.0} records/s  ({} kept, {} dropped, {} checkpoints)\n\
+         lineage run, end to end        {:>12.0} records/s  ({} kept, {} dropped, {} checkpoints; {} instance(s) of {workers} worker(s))\n\
+         {}\
          ratio                          {:>12.2}\n\
          peak RSS, lineage run          {:>12}\n",
         settings.topic,
@@ -547,6 +591,11 @@ pub fn kafka(args: KafkaBenchArgs, out: &mut impl Write) -> Result<(), CommandEr
         summary.kept,
         summary.dropped,
         summary.checkpoints,
+        instances,
+        steady.filter(|_| instances > 1).map_or(String::new(), |(n, d)| format!(
+            "lineage run, group formed      {:>12.0} records/s  ({n} records after every instance held partitions)\n",
+            rate(n as usize, d)
+        )),
         rate(summary.consumed as usize, end_to_end) / rate(read, raw),
         run_rss.map_or("unknown".into(), |kib| format!("{} MiB", kib / 1024)),
     );

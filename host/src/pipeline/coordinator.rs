@@ -15,7 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use super::budget::Budget;
 use super::consumer::{ConsumerShared, Control};
 use super::worker::{Sealed, Worker, WorkerMsg};
-use super::{Event, RunError, RunSettings, Stats};
+use super::{Event, RunError, RunSettings, Sent, Stats};
 use crate::commit::{
     CommitLog, CommittedFile, Committer, OffsetRange, Owner, PluginStamp, Prepared, TopicPartition,
 };
@@ -23,7 +23,7 @@ use crate::error::Classify;
 use crate::failpoints;
 use crate::plugin::{PluginRuntime, PluginWorker};
 use crate::retry::Backoff;
-use crate::sink::{SinkContext, abort};
+use crate::sink::{SinkContext, discard};
 use crate::source::{self, KafkaConsumer};
 use crate::store::Location;
 
@@ -158,15 +158,18 @@ pub fn run(
         );
     }
 
-    let shared = Arc::new(ConsumerShared::new(
-        worker_inboxes.clone(),
-        events_tx.clone(),
-        budget.clone(),
-        stats.clone(),
-        settings.batch_records,
-        settings.plugin.batch_bytes as usize,
-        first_checkpoint,
-    ));
+    let shared = Arc::new(
+        ConsumerShared::new(
+            worker_inboxes.clone(),
+            events_tx.clone(),
+            budget.clone(),
+            stats.clone(),
+            settings.batch_records,
+            settings.plugin.batch_bytes as usize,
+            first_checkpoint,
+        )
+        .reclaiming_after(source::session_timeout(&settings.kafka)),
+    );
     let consumer = source::consumer(&settings.kafka, shared.clone())?;
     let (control_tx, control) = unbounded();
     {
@@ -198,6 +201,8 @@ pub fn run(
             loop {
                 tick.tick().await;
                 tracing::info!(
+                    partitions = stats.partitions.load(Ordering::Relaxed),
+                    lag = stats.lag.load(Ordering::Relaxed),
                     consumed = stats.consumed.load(Ordering::Relaxed),
                     kept = stats.kept.load(Ordering::Relaxed),
                     dropped = stats.dropped.load(Ordering::Relaxed),
@@ -228,6 +233,7 @@ pub fn run(
         },
         data,
         dropped,
+        log,
         pending: VecDeque::new(),
         early: HashMap::new(),
         barrier_asked: false,
@@ -256,8 +262,10 @@ pub fn run(
 /// One checkpoint on its way to the log.
 struct Pending {
     checkpoint: u64,
-    sent: BTreeMap<TopicPartition, i64>,
-    done: Option<Sender<()>>,
+    sent: BTreeMap<TopicPartition, Sent>,
+    /// Fired once it is committed (or left out); more than one when a
+    /// revocation waits on a checkpoint already placed.
+    done: Vec<Sender<()>>,
     sealed: Vec<Sealed>,
 }
 
@@ -274,6 +282,7 @@ struct Coordinator {
     plugin: PluginStamp,
     data: Location,
     dropped: Location,
+    log: Arc<CommitLog>,
     pending: VecDeque<Pending>,
     /// Workers' reports that arrived before their barrier's.
     early: HashMap<u64, Vec<Sealed>>,
@@ -336,12 +345,18 @@ impl Coordinator {
                 self.pending.push_back(Pending {
                     checkpoint,
                     sent,
-                    done,
+                    done: done.into_iter().collect(),
                     sealed,
                 });
                 self.commit_ready()?;
             }
             Event::Idle => self.barrier_asked = false,
+            Event::Drained { done } => match self.pending.back_mut() {
+                Some(last) => last.done.push(done),
+                None => {
+                    let _ = done.send(());
+                }
+            },
             Event::Sealed(sealed) => {
                 match self
                     .pending
@@ -356,6 +371,15 @@ impl Coordinator {
                         .push(sealed),
                 }
                 self.commit_ready()?;
+            }
+            Event::Disowned { partition, error } => {
+                tracing::warn!(
+                    partition = %partition,
+                    error = %error,
+                    "a file's upload is gone: another owner took the partition; dropping what is held for it"
+                );
+                self.stats.fenced.fetch_add(1, Ordering::Relaxed);
+                self.shared.fence(std::slice::from_ref(&partition));
             }
             Event::ConsumerStopped => self.consumer_stopped = true,
             Event::Failed(e) => return Err(e),
@@ -385,9 +409,16 @@ impl Coordinator {
             }
             files.extend(sealed.files);
         }
+        // A range consumed under a claim that has ended since (the
+        // partition was fenced, lost or claimed again) is left out, with
+        // its files: its records are consumed again under the new claim.
+        let (current, stale): (BTreeMap<_, _>, BTreeMap<_, _>) = pending
+            .sent
+            .into_iter()
+            .partition(|(tp, sent)| self.shared.epoch(tp) == Some(sent.epoch));
         let state = self.committer.state();
         let mut ranges = Vec::new();
-        for (tp, last) in &pending.sent {
+        for (tp, sent) in &current {
             let Some(p) = state.partition(tp) else {
                 return Err(RunError::Thread(format!(
                     "{tp} was consumed without a claim"
@@ -396,9 +427,25 @@ impl Coordinator {
             ranges.push(OffsetRange {
                 source: tp.clone(),
                 first: p.next,
-                last: *last,
+                last: sent.last,
                 records: records.get(tp).copied().unwrap_or(0),
             });
+        }
+        // Files of a partition without a current range (fenced between the
+        // barrier and its seal) are never committed.
+        let (files, dropped): (Vec<_>, Vec<_>) = files
+            .into_iter()
+            .partition(|f| current.contains_key(&f.source));
+        if !stale.is_empty() || !dropped.is_empty() {
+            tracing::info!(
+                checkpoint = pending.checkpoint,
+                partitions = %stale.keys().map(ToString::to_string).collect::<Vec<_>>().join(","),
+                files = dropped.len(),
+                "left out of the checkpoint: partitions no longer claimed here"
+            );
+            for file in dropped {
+                self.discard(file.kind, &file.source, &file.id, &file.key, &file.publish);
+            }
         }
         let files: Vec<CommittedFile> = files
             .into_iter()
@@ -430,9 +477,7 @@ impl Coordinator {
                 .iter()
                 .filter(|f| published.fenced.contains(&f.source))
             {
-                let staging = file.publish.staging();
-                let location = self.location(file.kind).clone();
-                let _ = self.runtime.block_on(abort(&location, &file.key, &staging));
+                self.discard(file.kind, &file.source, &file.id, &file.key, &file.publish);
             }
             self.shared.fence(&published.fenced);
         }
@@ -459,7 +504,7 @@ impl Coordinator {
                 "checkpoint committed"
             );
         }
-        if let Some(done) = pending.done {
+        for done in pending.done {
             let _ = done.send(());
         }
         Ok(())
@@ -478,6 +523,25 @@ impl Coordinator {
         if let Err(e) = self.consumer.commit(&tpl, CommitMode::Async) {
             tracing::warn!(error = %e, "committing offsets to Kafka failed (lag metrics only)");
         }
+    }
+
+    /// Drops a file that will not be committed, with its staging entry.
+    fn discard(
+        &self,
+        kind: crate::commit::FileKind,
+        source: &TopicPartition,
+        id: &str,
+        key: &str,
+        publish: &crate::commit::Publish,
+    ) {
+        self.runtime.block_on(discard(
+            self.location(kind),
+            &self.log,
+            source,
+            id,
+            key,
+            &publish.staging(),
+        ));
     }
 
     fn location(&self, kind: crate::commit::FileKind) -> &Location {

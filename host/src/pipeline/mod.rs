@@ -73,6 +73,11 @@ pub struct Stats {
     pub fenced: AtomicU64,
     /// Records the broker served again and the consumer skipped.
     pub redelivered: AtomicU64,
+    /// Partitions claimed here now.
+    pub partitions: AtomicU64,
+    /// Records between the consumer's position and the high watermark,
+    /// over the partitions assigned here; refreshed twice a second.
+    pub lag: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,22 +117,43 @@ impl Classify for RunError {
     }
 }
 
+/// What the consumer sent a worker for one partition since the last
+/// barrier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// The claim it was consumed under.
+    pub epoch: u64,
+    /// The last offset sent.
+    pub last: i64,
+}
+
 /// What the other threads tell the coordinator.
 pub enum Event {
     Claim {
         partitions: Vec<(TopicPartition, i64)>,
         reply: crossbeam_channel::Sender<std::collections::BTreeMap<TopicPartition, i64>>,
     },
-    /// A barrier was placed; `sent` is the last offset sent per partition
-    /// since the previous one.
+    /// A barrier was placed; `sent` is what was sent per partition since
+    /// the previous one.
     Barrier {
         checkpoint: u64,
-        sent: std::collections::BTreeMap<TopicPartition, i64>,
+        sent: std::collections::BTreeMap<TopicPartition, Sent>,
         done: Option<crossbeam_channel::Sender<()>>,
     },
     /// A barrier was asked for but nothing had been consumed.
     Idle,
+    /// Fire `done` once every checkpoint placed so far is committed.
+    Drained {
+        done: crossbeam_channel::Sender<()>,
+    },
     Sealed(worker::Sealed),
+    /// A worker found the upload of one of the partition's files gone:
+    /// another owner took the partition and aborted it. What is held for
+    /// the partition is dropped, as when the log fences it.
+    Disowned {
+        partition: TopicPartition,
+        error: SinkError,
+    },
     ConsumerStopped,
     Failed(RunError),
 }

@@ -59,16 +59,36 @@ impl Worker {
                     let bytes = batch.bytes();
                     let result = self.process(&mut sinks, &mut records, &batch);
                     self.budget.processed(bytes);
-                    result
+                    match result {
+                        Err(RunError::Sink(e)) if e.upload_gone() => {
+                            self.disown(&mut sinks, &mut records, &batch.source, e);
+                            Ok(())
+                        }
+                        other => other,
+                    }
                 }
                 WorkerMsg::Seal { checkpoint } => {
                     let mut files = Vec::new();
-                    let result = sinks
-                        .values_mut()
-                        .try_for_each(|s| s.seal_all().map(|f| files.extend(f)));
+                    let mut result = Ok(());
+                    let mut gone = Vec::new();
+                    for (tp, sink) in &mut sinks {
+                        match sink.seal_all() {
+                            Ok(sealed) => files.extend(sealed),
+                            Err(e) if e.upload_gone() => gone.push((tp.clone(), e)),
+                            Err(e) => {
+                                result = Err(RunError::from(e));
+                                break;
+                            }
+                        }
+                    }
+                    // Reported before the seal, so that the coordinator
+                    // leaves the partition out of this checkpoint.
+                    for (tp, e) in gone {
+                        self.disown(&mut sinks, &mut records, &tp, e);
+                    }
                     self.checkpoint = checkpoint + 1;
                     self.update_memory(&sinks);
-                    result.map_err(RunError::from).map(|()| {
+                    result.map(|()| {
                         let _ = self.events.send(Event::Sealed(Sealed {
                             checkpoint,
                             files,
@@ -104,6 +124,26 @@ impl Worker {
                 break;
             }
         }
+    }
+
+    /// Gives up a partition whose upload another owner aborted, and tells
+    /// the coordinator, which fences it.
+    fn disown(
+        &self,
+        sinks: &mut HashMap<TopicPartition, PartitionSink>,
+        records: &mut BTreeMap<TopicPartition, u64>,
+        tp: &TopicPartition,
+        error: crate::sink::SinkError,
+    ) {
+        if let Some(mut sink) = sinks.remove(tp) {
+            sink.abort(&self.cx);
+        }
+        records.remove(tp);
+        self.update_memory(sinks);
+        let _ = self.events.send(Event::Disowned {
+            partition: tp.clone(),
+            error,
+        });
     }
 
     fn process(

@@ -60,6 +60,32 @@ impl Classify for SinkError {
     }
 }
 
+impl SinkError {
+    /// The upload (or staging file) being written is gone: the partition's
+    /// new owner aborted it while claiming the partition. Not an error of
+    /// this instance, which has lost the partition.
+    pub fn upload_gone(&self) -> bool {
+        let SinkError::Store { source, .. } = self else {
+            return false;
+        };
+        if matches!(**source, object_store::Error::NotFound { .. }) {
+            return true;
+        }
+        // A local rename of a half-written file the new owner deleted comes
+        // back as a generic error around the io one.
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&**source);
+        while let Some(e) = cause {
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
+            {
+                return true;
+            }
+            cause = e.source();
+        }
+        false
+    }
+}
+
 /// What every partition's files share.
 pub struct SinkContext {
     pub data: Location,
@@ -377,8 +403,10 @@ impl PartitionSink {
     }
 
     /// Seals every file for the checkpoint and hands them over.
+    /// On an error the files not sealed yet stay open, so that an abort
+    /// still finds them and their staging entries.
     pub fn seal_all(&mut self) -> Result<Vec<SealedFile>, SinkError> {
-        for (_, open) in self.open.drain(..) {
+        while let Some((_, open)) = self.open.pop() {
             self.sealed.push(seal(open)?);
         }
         Ok(std::mem::take(&mut self.sealed))
@@ -401,15 +429,36 @@ impl PartitionSink {
 /// Aborts a sealed file that will not be committed; failures are left to
 /// recovery, which finds the staging entry.
 pub fn abort_sealed(cx: &SinkContext, file: &SealedFile) {
-    let staging = file.publish.staging();
     let location = cx.location(file.kind);
-    let result = cx.runtime.block_on(async {
-        abort(location, &file.key, &staging).await?;
-        cx.log.unstage(&file.source, &file.id).await?;
+    cx.runtime.block_on(discard(
+        location,
+        &cx.log,
+        &file.source,
+        &file.id,
+        &file.key,
+        &file.publish.staging(),
+    ));
+}
+
+/// Aborts a staged file that will not be committed and removes its staging
+/// entry. Failures are logged and left to recovery, which finds the entry
+/// when the partition is next claimed.
+pub async fn discard(
+    location: &Location,
+    log: &CommitLog,
+    source: &TopicPartition,
+    id: &str,
+    key: &str,
+    staging: &crate::commit::Staging,
+) {
+    let result = async {
+        abort(location, key, staging).await?;
+        log.unstage(source, id).await?;
         Ok::<_, SinkError>(())
-    });
+    }
+    .await;
     if let Err(e) = result {
-        tracing::warn!(error = %e, file = %location.url_of(&file.key), "could not abort a staged file; recovery will");
+        tracing::warn!(error = %e, file = %location.url_of(key), "could not abort a staged file; recovery will");
     }
 }
 
@@ -433,5 +482,39 @@ mod tests {
         );
         assert!(Hour::of_millis(i64::MAX).is_none());
         assert!(Hour::of_millis(253_402_300_800_000).is_none(), "year 10000");
+    }
+
+    /// What a zombie sees when the new owner deleted its half-written local
+    /// file: the finishing rename fails, and that must read as "gone".
+    #[test]
+    fn a_half_written_local_file_deleted_under_the_writer_reads_as_gone() {
+        use object_store::ObjectStoreExt;
+        let dir = tempfile::tempdir().unwrap();
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let path = object_store::path::Path::from("staging/file.parquet.inprogress");
+        let error = runtime.block_on(async {
+            let mut upload = store.put_multipart(&path).await.unwrap();
+            upload.put_part(vec![1u8; 16].into()).await.unwrap();
+            for entry in std::fs::read_dir(dir.path().join("staging")).unwrap() {
+                std::fs::remove_file(entry.unwrap().path()).unwrap();
+            }
+            upload.complete().await.unwrap_err()
+        });
+        let error = SinkError::Store {
+            op: "finish staging file",
+            url: "file".into(),
+            source: Box::new(error),
+        };
+        assert!(error.upload_gone(), "{error}");
+        let other = SinkError::Store {
+            op: "upload part",
+            url: "file".into(),
+            source: Box::new(object_store::Error::Generic {
+                store: "S3",
+                source: "503 SlowDown".into(),
+            }),
+        };
+        assert!(!other.upload_gone());
     }
 }

@@ -208,14 +208,29 @@ impl StagedWriter {
                         // The part is still in hand: upload it again.
                         Err(e) => {
                             tracing::warn!(url = %url, part = idx, error = %e, "part upload failed; retrying");
+                            let (location, key) = (&self.location, &self.key);
                             self.runtime.block_on(retry(
                                 "upload part",
                                 Backoff::default(),
                                 || async {
-                                    store
+                                    match store
                                         .put_part(path, upload_id, idx, payload.clone())
                                         .await
-                                        .map_err(failed)
+                                    {
+                                        Ok(part) => Ok(part),
+                                        // Aborted under us by the partition's
+                                        // new owner: not worth a retry.
+                                        Err(e)
+                                            if location.upload_is_open(key, upload_id).await
+                                                == Some(false) =>
+                                        {
+                                            Err(failed(object_store::Error::NotFound {
+                                                path: format!("{key} (upload {upload_id})"),
+                                                source: Box::new(e),
+                                            }))
+                                        }
+                                        Err(e) => Err(failed(e)),
+                                    }
                                 },
                             ))?
                         }
@@ -355,7 +370,10 @@ pub async fn abort(location: &Location, key: &str, staging: &Staging) -> Result<
                 tracing::info!(file = %location.url_of(key), uploads = n, "aborted open multipart uploads");
             }
         }),
-        Staging::Rename { staging } => location.store.delete(&location.path(staging)).await,
+        Staging::Rename { staging } => {
+            location.remove_partial(staging);
+            location.store.delete(&location.path(staging)).await
+        }
     };
     match result {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),

@@ -125,15 +125,11 @@ impl ConsumerContext for SourceContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let mut wanted = Vec::new();
+                let mut ends = BTreeMap::new();
                 for tp in partitions(tpl) {
-                    let earliest = consumer
-                        .fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(10))
-                        .map(|(low, _)| low)
-                        .unwrap_or_else(|e| {
-                            tracing::warn!(partition = %tp, error = %e, "no low watermark; starting from offset 0");
-                            0
-                        });
-                    wanted.push((tp, earliest));
+                    let (low, high) = watermarks(consumer, &tp);
+                    ends.insert(tp.clone(), high);
+                    wanted.push((tp, low.unwrap_or(0)));
                 }
                 let next = self.rebalance.assigned(wanted);
                 for (tp, offset) in &next {
@@ -143,10 +139,6 @@ impl ConsumerContext for SourceContext {
                         tracing::error!(partition = %tp, error = %e, "cannot set start offset");
                     }
                 }
-                tracing::info!(
-                    assigned = %next.iter().map(|(tp, o)| format!("{tp}@{o}")).collect::<Vec<_>>().join(","),
-                    "partitions assigned"
-                );
                 let result = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -155,15 +147,34 @@ impl ConsumerContext for SourceContext {
                 if let Err(e) = result {
                     tracing::error!(error = %e, "assigning partitions failed");
                 }
+                let added: BTreeMap<TopicPartition, Lag> = next
+                    .iter()
+                    .map(|(tp, next)| {
+                        let high = ends.get(tp).copied().flatten();
+                        (
+                            tp.clone(),
+                            Lag {
+                                next: Some(*next),
+                                high,
+                            },
+                        )
+                    })
+                    .collect();
+                tracing::info!(
+                    assigned = %list(added.keys()),
+                    assignment = %lag_text(&lag_with(consumer, &added)),
+                    "rebalance: partitions assigned"
+                );
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let revoked = partitions(tpl);
+                let lost = consumer.assignment_lost();
                 tracing::info!(
-                    revoked = %revoked.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
-                    lost = consumer.assignment_lost(),
-                    "partitions revoked"
+                    revoked = %list(revoked.iter()),
+                    lost,
+                    "rebalance: partitions revoked"
                 );
-                if consumer.assignment_lost() {
+                if lost {
                     self.rebalance.lost(revoked);
                 } else {
                     self.rebalance.revoked(revoked);
@@ -176,6 +187,10 @@ impl ConsumerContext for SourceContext {
                 if let Err(e) = result {
                     tracing::error!(error = %e, "unassigning partitions failed");
                 }
+                tracing::info!(
+                    assignment = %lag_text(&lag(consumer)),
+                    "rebalance: partitions given up"
+                );
             }
             other => {
                 tracing::error!(error = ?other, "rebalance failed");
@@ -186,6 +201,132 @@ impl ConsumerContext for SourceContext {
 }
 
 pub type KafkaConsumer = BaseConsumer<SourceContext>;
+
+fn list<'a>(partitions: impl Iterator<Item = &'a TopicPartition>) -> String {
+    partitions
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A partition's low and high watermarks, asked of the broker; `None`
+/// where it did not answer.
+fn watermarks<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tp: &TopicPartition,
+) -> (Option<i64>, Option<i64>) {
+    match consumer.fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(10)) {
+        Ok((low, high)) => (Some(low), Some(high)),
+        Err(e) => {
+            tracing::warn!(partition = %tp, error = %e, "no watermarks from the broker");
+            (None, None)
+        }
+    }
+}
+
+/// Where a partition the log has never seen starts: the oldest offset
+/// Kafka still holds.
+pub fn earliest<C: ConsumerContext>(consumer: &BaseConsumer<C>, tp: &TopicPartition) -> i64 {
+    watermarks(consumer, tp).0.unwrap_or(0)
+}
+
+/// How far behind the end of a partition this instance is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lag {
+    /// The next offset to consume; `None` before the first fetch.
+    pub next: Option<i64>,
+    /// The high watermark last seen; `None` before the first fetch.
+    pub high: Option<i64>,
+}
+
+impl Lag {
+    pub fn records(&self) -> Option<i64> {
+        Some((self.high? - self.next?).max(0))
+    }
+}
+
+/// Lag of every partition assigned here, from the consumer's position and
+/// the watermarks of its last fetches: no request to the broker, so it can
+/// run every few seconds.
+pub fn lag<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> BTreeMap<TopicPartition, Lag> {
+    lag_with(consumer, &BTreeMap::new())
+}
+
+/// As [`lag`], with what is known better for some partitions (those just
+/// assigned, which have no position yet).
+fn lag_with<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    known: &BTreeMap<TopicPartition, Lag>,
+) -> BTreeMap<TopicPartition, Lag> {
+    let Ok(position) = consumer.position() else {
+        return known.clone();
+    };
+    let valid = |v: i64| (v >= 0).then_some(v);
+    position
+        .elements()
+        .iter()
+        .map(|e| {
+            let tp = TopicPartition {
+                topic: e.topic().to_owned(),
+                partition: e.partition(),
+            };
+            let lag = known.get(&tp).copied().unwrap_or_else(|| Lag {
+                next: e.offset().to_raw().and_then(valid),
+                high: cached_high_watermark(consumer, &tp).and_then(valid),
+            });
+            (tp, lag)
+        })
+        .collect()
+}
+
+/// The high watermark of the consumer's last fetch of the partition, which
+/// librdkafka keeps; rust-rdkafka only wraps the call that asks the broker.
+fn cached_high_watermark<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tp: &TopicPartition,
+) -> Option<i64> {
+    let topic = std::ffi::CString::new(tp.topic.as_str()).ok()?;
+    let (mut low, mut high) = (-1i64, -1i64);
+    // SAFETY: a live client handle, a NUL-terminated topic name and two
+    // out-parameters that outlive the call; librdkafka only reads its own
+    // cache under its lock.
+    let err = unsafe {
+        rdkafka::bindings::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            tp.partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR).then_some(high)
+}
+
+/// `topic/partition@next+lag` for each partition, `?` where unknown.
+pub fn lag_text(lag: &BTreeMap<TopicPartition, Lag>) -> String {
+    if lag.is_empty() {
+        return "none".into();
+    }
+    lag.iter()
+        .map(|(tp, l)| {
+            let show = |v: Option<i64>| v.map_or_else(|| "?".into(), |v| v.to_string());
+            format!("{tp}@{}+{}", show(l.next), show(l.records()))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The consumer group's session timeout: after it, a member that stopped
+/// heartbeating has lost its partitions.
+pub fn session_timeout(settings: &KafkaSettings) -> Duration {
+    settings
+        .properties
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "session.timeout.ms")
+        .and_then(|(_, v)| v.parse::<u64>().ok())
+        .map_or(Duration::from_secs(45), Duration::from_millis)
+}
 
 /// The librdkafka settings Lineage relies on; user properties override.
 fn client_config(settings: &KafkaSettings) -> ClientConfig {
@@ -215,6 +356,30 @@ pub fn consumer_config(settings: &KafkaSettings) -> ClientConfig {
     config
 }
 
+/// The group consumer's settings. Cooperative rebalancing either way: the
+/// classic protocol with the cooperative-sticky assignor, or KIP-848
+/// (`group.protocol=consumer` in KAFKA_PROPERTIES, where the broker offers
+/// it), whose assignor runs on the broker and which takes no assignor
+/// setting here.
+fn group_config(settings: &KafkaSettings) -> ClientConfig {
+    let mut config = consumer_config(settings);
+    config
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false");
+    let kip848 = settings
+        .properties
+        .iter()
+        .any(|(k, v)| k == "group.protocol" && v.eq_ignore_ascii_case("consumer"));
+    if !kip848 {
+        config.set("partition.assignment.strategy", "cooperative-sticky");
+    }
+    apply_properties(&mut config, settings);
+    config
+}
+
 /// A consumer in the group, subscribed to the topic, with offsets owned by
 /// the commit log. Fails fast when the cluster is unreachable or the topic
 /// missing.
@@ -222,16 +387,7 @@ pub fn consumer(
     settings: &KafkaSettings,
     rebalance: Arc<dyn Rebalance>,
 ) -> Result<Arc<KafkaConsumer>, SourceError> {
-    let mut config = consumer_config(settings);
-    config
-        .set("group.id", &settings.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("enable.partition.eof", "false");
-    apply_properties(&mut config, settings);
-    let consumer: KafkaConsumer = config
+    let consumer: KafkaConsumer = group_config(settings)
         .create_with_context(SourceContext { rebalance })
         .map_err(|e| SourceError::Config {
             setting: "KAFKA_PROPERTIES",
@@ -315,7 +471,68 @@ pub fn parse_property(s: &str) -> Result<(String, String), String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_property;
+    use super::*;
+
+    fn settings(properties: &[(&str, &str)]) -> KafkaSettings {
+        KafkaSettings {
+            bootstrap_servers: "127.0.0.1:1".into(),
+            topic: "t".into(),
+            security_protocol: "PLAINTEXT".into(),
+            group_id: "g".into(),
+            properties: properties
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn both_group_protocols_make_a_valid_consumer() {
+        let classic = group_config(&settings(&[]));
+        assert_eq!(
+            classic.get("partition.assignment.strategy"),
+            Some("cooperative-sticky")
+        );
+        classic.create::<BaseConsumer>().expect("classic consumer");
+        let kip848 = group_config(&settings(&[("group.protocol", "consumer")]));
+        assert_eq!(kip848.get("partition.assignment.strategy"), None);
+        kip848.create::<BaseConsumer>().expect("KIP-848 consumer");
+    }
+
+    #[test]
+    fn the_session_timeout_comes_from_the_properties() {
+        assert_eq!(session_timeout(&settings(&[])), Duration::from_secs(45));
+        assert_eq!(
+            session_timeout(&settings(&[("session.timeout.ms", "6000")])),
+            Duration::from_secs(6)
+        );
+    }
+
+    #[test]
+    fn lag_is_shown_where_known() {
+        let tp = |p| TopicPartition {
+            topic: "t".into(),
+            partition: p,
+        };
+        let lag = BTreeMap::from([
+            (
+                tp(0),
+                Lag {
+                    next: Some(10),
+                    high: Some(15),
+                },
+            ),
+            (
+                tp(1),
+                Lag {
+                    next: None,
+                    high: Some(3),
+                },
+            ),
+        ]);
+        assert_eq!(lag_text(&lag), "t/0@10+5,t/1@?+?");
+        assert_eq!(lag_text(&BTreeMap::new()), "none");
+    }
 
     #[test]
     fn parses_properties() {

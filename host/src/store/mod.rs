@@ -42,6 +42,9 @@ pub struct Location {
     /// Where open multipart uploads can be listed (S3), so that recovery
     /// finds those whose id was never journalled.
     pub uploads: Option<Arc<OpenUploads>>,
+    /// The directory of a local location: its half-written files are
+    /// hidden from object_store's listing.
+    pub local_dir: Option<std::path::PathBuf>,
     pub prefix: Path,
     /// What the user gave, normalised, for messages and the commit log.
     pub url: String,
@@ -158,6 +161,7 @@ impl Location {
                 store: store.clone(),
                 multipart: Some(store),
                 uploads: None,
+                local_dir: None,
                 prefix: parse_prefix(prefix).map_err(invalid)?,
                 url: url.trim_end_matches('/').to_owned(),
                 setting,
@@ -176,6 +180,7 @@ impl Location {
                 store: s3.clone(),
                 multipart: Some(s3),
                 uploads: Some(Arc::new(uploads)),
+                local_dir: None,
                 prefix: parse_prefix(prefix).map_err(invalid)?,
                 url: url.trim_end_matches('/').to_owned(),
                 setting,
@@ -197,10 +202,33 @@ impl Location {
             store: Arc::new(local),
             multipart: None,
             uploads: None,
+            local_dir: Some(dir.clone()),
             prefix: Path::default(),
             url: dir.display().to_string().trim_end_matches('/').to_owned(),
             setting,
         })
+    }
+
+    /// Removes what a writer that died left of the local file `key`:
+    /// object_store writes it as `key#N` and renames it on completion, and
+    /// neither lists nor deletes those.
+    pub fn remove_partial(&self, key: &str) {
+        let Some(dir) = &self.local_dir else {
+            return;
+        };
+        let file = dir.join(key);
+        let (Some(parent), Some(name)) = (file.parent(), file.file_name()) else {
+            return;
+        };
+        let partial = format!("{}#", name.to_string_lossy());
+        let Ok(entries) = std::fs::read_dir(parent) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&partial) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
 
     /// `key` under this location's prefix.
@@ -257,6 +285,16 @@ impl Location {
             }
         }
         aborted
+    }
+
+    /// Whether the multipart upload `upload_id` is still open at `key`;
+    /// `None` where that cannot be listed. Asked when a part fails: a store
+    /// may answer a part of an aborted upload with a 5xx (moto does) rather
+    /// than NoSuchUpload, and retrying that would never end.
+    pub async fn upload_is_open(&self, key: &str, upload_id: &str) -> Option<bool> {
+        let uploads = self.uploads.as_ref()?;
+        let ids = uploads.at(&self.path(key)).await.ok()?;
+        Some(ids.iter().any(|id| id == upload_id))
     }
 
     /// Aborts every multipart upload open at `key`, whoever started it;

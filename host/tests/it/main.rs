@@ -10,4 +10,5 @@ mod pipeline;
 mod pipeline_support;
 mod s3;
 mod s3_servers;
+mod scale;
 mod support;

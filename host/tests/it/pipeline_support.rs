@@ -256,6 +256,11 @@ impl Paths {
         }
     }
 
+    /// A path in the test's own directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self._dir.path().join(name)
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -343,6 +348,17 @@ pub const CHECKPOINT_INTERVAL: &str = "300ms";
 
 impl Lineage {
     pub fn start(broker: &Broker, topic: &str, paths: &Paths, env: &[(&str, &str)]) -> Self {
+        Self::start_logging_to(broker, topic, paths, env, &paths.log)
+    }
+
+    /// As [`Lineage::start`], with stderr appended to `log`.
+    pub fn start_logging_to(
+        broker: &Broker,
+        topic: &str,
+        paths: &Paths,
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_lineage"));
         command
             .arg("run")
@@ -380,7 +396,7 @@ impl Lineage {
                 std::fs::OpenOptions::new()
                     .create(true)
                     .append(true)
-                    .open(&paths.log)
+                    .open(log)
                     .expect("open the run log"),
             );
         for (k, v) in env {
@@ -418,6 +434,21 @@ impl Lineage {
     pub fn terminate(mut self) -> ExitStatus {
         self.signal(libc::SIGTERM);
         self.wait(Duration::from_secs(60))
+    }
+
+    /// SIGSTOP: frozen, heartbeats and all, as a long GC pause or a VM
+    /// stall would leave it.
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    pub fn thaw(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        let child = self.child.as_mut().expect("running");
+        child.try_wait().expect("wait for lineage").is_none()
     }
 
     /// SIGKILL, then wait.

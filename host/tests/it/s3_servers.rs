@@ -129,6 +129,13 @@ api_bind_addr = "127.0.0.1:{admin}"
             region: "garage",
             _dir: Some(dir),
         };
+        // `node id` reads the key from disk and answers before the server
+        // listens: wait for its RPC and S3 ports first.
+        wait_for("garage to listen", Duration::from_secs(60), || {
+            [rpc, s3]
+                .iter()
+                .all(|p| std::net::TcpStream::connect(("127.0.0.1", *p)).is_ok())
+        });
         let mut node = String::new();
         wait_for("garage to answer", Duration::from_secs(60), || {
             let out = Command::new(&garage)
