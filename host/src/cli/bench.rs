@@ -486,6 +486,7 @@ pub fn kafka(args: KafkaBenchArgs, out: &mut impl Write) -> Result<(), CommandEr
             single_writer: args.single_writer,
             snapshot_every: crate::commit::DEFAULT_SNAPSHOT_EVERY,
             progress_interval: Duration::ZERO,
+            metrics_address: super::run::Listen(None),
             plugin: PluginConfig::default(),
         };
         let stats = Arc::new(Stats::default());

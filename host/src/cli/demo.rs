@@ -140,6 +140,7 @@ pub fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<Summary, DemoError>
         single_writer: false,
         snapshot_every: crate::commit::DEFAULT_SNAPSHOT_EVERY,
         progress_interval: Duration::ZERO,
+        metrics_address: super::run::Listen(None),
         plugin: PluginConfig::default(),
     };
 

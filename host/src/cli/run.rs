@@ -165,6 +165,15 @@ pub struct RunArgs {
     #[arg(long = "progress-interval", env = "PROGRESS_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub progress_interval: Duration,
 
+    /// Where to serve /metrics (Prometheus), /healthz and /readyz; `off`
+    /// serves nothing.
+    #[arg(
+        long = "metrics-address",
+        env = "METRICS_ADDRESS",
+        default_value = "0.0.0.0:9464"
+    )]
+    pub metrics_address: Listen,
+
     /// Commits between snapshots of the commit log's state (start-up reads
     /// at most this many commits).
     #[arg(long = "snapshot-every", env = "SNAPSHOT_EVERY", default_value_t = crate::commit::DEFAULT_SNAPSHOT_EVERY, hide = true)]
@@ -214,7 +223,25 @@ impl RunArgs {
             snapshot_every: self.snapshot_every,
             progress_interval: (!self.progress_interval.is_zero())
                 .then_some(self.progress_interval),
+            metrics_address: self.metrics_address.0,
         }
+    }
+}
+
+/// An address to listen on, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen(pub Option<std::net::SocketAddr>);
+
+impl std::str::FromStr for Listen {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("off") || s.is_empty() {
+            return Ok(Self(None));
+        }
+        s.parse()
+            .map(|a| Self(Some(a)))
+            .map_err(|e| format!("{s:?} is not ip:port or off: {e}"))
     }
 }
 

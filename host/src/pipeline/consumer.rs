@@ -251,6 +251,7 @@ impl ConsumerShared {
             if Instant::now() >= housekeeping_due {
                 self.reclaim(&consumer);
                 let lag = source::lag(&consumer);
+                self.stats.metrics.set_lag(&lag);
                 self.stats.lag.store(
                     lag.values().filter_map(source::Lag::records).sum::<i64>() as u64,
                     Ordering::Relaxed,
@@ -296,7 +297,16 @@ impl ConsumerShared {
     /// in the workers, and ranges of theirs still on the way to the log
     /// are left out (their epoch is over).
     pub fn fence(&self, partitions: &[TopicPartition]) {
-        self.release(partitions, Some(Instant::now()));
+        for _ in partitions {
+            self.stats.metrics.rebalance("fenced");
+        }
+        self.drop_held(partitions, Some(Instant::now()));
+    }
+
+    /// Ends the partitions' epochs and drops what the workers hold for
+    /// them.
+    fn drop_held(&self, partitions: &[TopicPartition], fenced_at: Option<Instant>) {
+        self.release(partitions, fenced_at);
         for worker in &self.workers {
             let _ = worker.send(WorkerMsg::Abort(partitions.to_vec()));
         }
@@ -371,6 +381,9 @@ impl ConsumerShared {
             .iter()
             .map(|tp| (tp.clone(), source::earliest(consumer, tp)))
             .collect();
+        for _ in &still {
+            self.stats.metrics.rebalance("reclaimed");
+        }
         let next = self.assigned(wanted);
         for (tp, offset) in next {
             // Nothing is polled between the claim and the seek (this same
@@ -404,6 +417,7 @@ impl Rebalance for ConsumerShared {
             flow.expected = next.get(tp).copied();
             // Not claimed (the coordinator failed): not ours.
             flow.epoch = flow.expected.map(|_| epoch);
+            self.stats.metrics.rebalance("assigned");
         }
         self.stats
             .partitions
@@ -419,6 +433,9 @@ impl Rebalance for ConsumerShared {
             self.barrier(Some(done));
             let _ = committed.recv();
         }
+        for _ in &partitions {
+            self.stats.metrics.rebalance("revoked");
+        }
         self.release(&partitions, None);
         for worker in &self.workers {
             let _ = worker.send(WorkerMsg::Forget(partitions.clone()));
@@ -430,6 +447,9 @@ impl Rebalance for ConsumerShared {
             partitions = %partitions.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),
             "partitions lost (session timeout): dropping what is held for them"
         );
-        self.fence(&partitions);
+        for _ in &partitions {
+            self.stats.metrics.rebalance("lost");
+        }
+        self.drop_held(&partitions, None);
     }
 }

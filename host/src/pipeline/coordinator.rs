@@ -170,6 +170,11 @@ pub fn run(
         )
         .reclaiming_after(source::session_timeout(&settings.kafka)),
     );
+    let metrics = settings
+        .metrics_address
+        .map(crate::metrics::bind)
+        .transpose()
+        .map_err(RunError::Config)?;
     let consumer = source::consumer(&settings.kafka, shared.clone())?;
     let (control_tx, control) = unbounded();
     {
@@ -190,6 +195,18 @@ pub fn run(
         checkpoint_interval = %humantime::format_duration(settings.checkpoint_interval),
         "pipeline running"
     );
+
+    if let Some(listener) = metrics {
+        if let Ok(address) = listener.local_addr() {
+            tracing::info!(address = %address, "serving /metrics, /healthz and /readyz");
+        }
+        handle.spawn(crate::metrics::serve(
+            listener,
+            stats.clone(),
+            budget.clone(),
+        ));
+    }
+    stats.health.set_ready();
 
     // On the I/O runtime, not a pipeline thread: it keeps reporting while
     // the store or the broker holds those up.
@@ -241,6 +258,9 @@ pub fn run(
         consumer_stopped: false,
     };
     let result = coordinator.run(events, stop);
+    if result.is_err() {
+        stats.health.set_failed();
+    }
     if let Some(progress) = progress {
         progress.abort();
     }
@@ -319,6 +339,7 @@ impl Coordinator {
     fn begin_stop(&mut self) {
         if self.deadline.is_none() {
             tracing::info!("stopping: committing what was consumed");
+            self.stats.health.set_stopping();
             self.deadline = Some(Instant::now() + self.shutdown_timeout);
             let _ = self.control.send(Control::Stop);
         }
@@ -495,6 +516,16 @@ impl Coordinator {
             self.stats
                 .files
                 .fetch_add(commit.files.len() as u64, Ordering::Relaxed);
+            for file in &commit.files {
+                let output = match file.kind {
+                    crate::commit::FileKind::Data => "data",
+                    crate::commit::FileKind::Dropped => "dropped",
+                };
+                self.stats.metrics.written(output, file.bytes);
+            }
+            self.stats
+                .metrics
+                .checkpoint_took(started.elapsed().as_secs_f64());
             tracing::info!(
                 checkpoint = commit.checkpoint,
                 commit_seq = commit.seq,

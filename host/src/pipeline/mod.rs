@@ -57,6 +57,8 @@ pub struct RunSettings {
     pub snapshot_every: u64,
     /// How often a progress line is logged; `None`: never.
     pub progress_interval: Option<Duration>,
+    /// Where /metrics, /healthz and /readyz are served; `None`: nowhere.
+    pub metrics_address: Option<std::net::SocketAddr>,
 }
 
 /// Counters the pipeline keeps; the demo shows them, metrics export them.
@@ -78,6 +80,9 @@ pub struct Stats {
     /// Records between the consumer's position and the high watermark,
     /// over the partitions assigned here; refreshed twice a second.
     pub lag: AtomicU64,
+    /// What only the metrics endpoint shows.
+    pub metrics: crate::metrics::Metrics,
+    pub health: crate::metrics::Health,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -154,7 +154,16 @@ impl Worker {
     ) -> Result<(), RunError> {
         let headers = batch.header_views();
         let views = batch.records(&headers);
+        let started = std::time::Instant::now();
         let outcomes = self.plugin.process(&views)?;
+        self.stats
+            .metrics
+            .plugin_batch_took(started.elapsed().as_secs_f64());
+        for outcome in outcomes.iter() {
+            if let crate::plugin::OutcomeRef::Drop(reason) = outcome {
+                self.stats.metrics.dropped(reason);
+            }
+        }
         let kept = outcomes.kept();
         let sink = sinks
             .entry(batch.source.clone())

@@ -5,6 +5,7 @@ mod cli;
 mod enrich;
 mod hostile;
 mod loading;
+mod observability;
 mod outages;
 mod pipeline;
 mod pipeline_support;

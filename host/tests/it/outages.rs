@@ -53,6 +53,7 @@ fn settings(bootstrap: &str, paths: &Paths) -> RunSettings {
         batch_records: 512,
         snapshot_every: 5,
         progress_interval: None,
+        metrics_address: None,
     }
 }
 

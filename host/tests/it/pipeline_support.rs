@@ -390,6 +390,9 @@ impl Lineage {
                 "session.timeout.ms=6000,heartbeat.interval.ms=500",
             )
             .env("NO_COLOR", "1")
+            // A port of its own, so that tests running side by side do not
+            // collide on the default.
+            .env("METRICS_ADDRESS", "127.0.0.1:0")
             .env_remove("LINEAGE_FAILPOINTS")
             .stdout(Stdio::null())
             .stderr(
