@@ -23,8 +23,9 @@ die() { say "$*"; exit 1; }
 
 # Debian packages the build needs: a C toolchain and cmake for the -sys
 # crates (librdkafka, mimalloc), and the libraries librdkafka links (TLS,
-# SASL, zlib; curl for its OIDC support); python3-venv for the test readers.
-APT_PACKAGES=(build-essential pkg-config cmake libssl-dev libsasl2-dev zlib1g-dev libcurl4-openssl-dev python3-venv)
+# SASL, zlib; curl for its OIDC support); python3-venv for the test readers
+# and, for the tests of the scripts, shellcheck.
+APT_PACKAGES=(build-essential pkg-config cmake libssl-dev libsasl2-dev zlib1g-dev libcurl4-openssl-dev python3-venv shellcheck)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -104,13 +105,15 @@ if [[ ! -x "$garage" ]]; then
 fi
 
 # pyarrow and DuckDB read the output in the tests, as users do; moto serves
-# S3 on loopback and enforces conditional writes as AWS does.
+# S3 on loopback and enforces conditional writes as AWS does; Helm's Go SDK
+# and the Kubernetes API schemas check the chart.
 venv="$TOOLS/python"
-if ! "$venv/bin/python" -c "import pyarrow, duckdb, moto.server" 2>/dev/null; then
-    $check_only && die "the Python test tools (pyarrow, duckdb, moto) are missing (expected $venv)"
-    say "installing pyarrow, duckdb and moto[server] into $venv"
+if ! "$venv/bin/python" -c "import pyarrow, duckdb, moto.server, helm_python, kubernetes_validate, yaml" 2>/dev/null; then
+    $check_only && die "the Python test tools (pyarrow, duckdb, moto, helm-python-sdk, kubernetes-validate) are missing (expected $venv)"
+    say "installing pyarrow, duckdb, moto[server], helm-python-sdk and kubernetes-validate into $venv"
     python3 -m venv "$venv"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb "moto[server]"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb "moto[server]" \
+        helm-python-sdk kubernetes-validate pyyaml
 fi
 
-say "ready: $(rustc --version), wasm32-wasip2, tansu $TANSU_VERSION, garage $GARAGE_VERSION, pyarrow + duckdb + moto"
+say "ready: $(rustc --version), wasm32-wasip2, tansu $TANSU_VERSION, garage $GARAGE_VERSION, pyarrow + duckdb + moto + helm SDK"

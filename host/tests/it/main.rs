@@ -1,6 +1,7 @@
 //! Integration tests: the real components in the real runtime, and the
 //! `lineage` binary end to end. One binary, so the crate builds once.
 
+mod chart;
 mod cli;
 mod enrich;
 mod hostile;

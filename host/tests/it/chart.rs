@@ -1,0 +1,294 @@
+//! The Helm chart, rendered and linted with Helm's own Go SDK and every
+//! object checked against the Kubernetes API schema (helm/tests/render.py),
+//! then what matters about each values file.
+
+use std::process::Command;
+
+use serde_json::Value as Json;
+
+use crate::pipeline_support::{tool, tools_dir};
+use crate::support::repo_root;
+
+/// values file → its lint report and rendered objects.
+fn render(values: &[&str]) -> Json {
+    let chart = repo_root().join("helm/lineage");
+    let out = Command::new(tool(tools_dir().join("python/bin/python")))
+        .arg(repo_root().join("helm/tests/render.py"))
+        .arg(&chart)
+        .args(values.iter().map(|v| {
+            if *v == "-" {
+                "-".to_owned()
+            } else {
+                chart.join(v).display().to_string()
+            }
+        }))
+        .output()
+        .expect("run render.py");
+    assert!(
+        out.status.success(),
+        "render.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered: Json = serde_json::from_slice(&out.stdout).expect("render.py JSON");
+    // Keyed by file name only, whatever path was passed.
+    let mut by_name = serde_json::Map::new();
+    for (k, v) in rendered.as_object().unwrap() {
+        let name = k.rsplit('/').next().unwrap().to_owned();
+        by_name.insert(name, v.clone());
+    }
+    Json::Object(by_name)
+}
+
+fn objects<'a>(release: &'a Json, kind: &str) -> Vec<&'a Json> {
+    release["docs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["object"])
+        .filter(|o| o["kind"] == kind)
+        .collect()
+}
+
+fn one<'a>(release: &'a Json, kind: &str, name: &str) -> &'a Json {
+    objects(release, kind)
+        .into_iter()
+        .find(|o| o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+fn env<'a>(container: &'a Json, name: &str) -> Option<&'a Json> {
+    container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == name)
+}
+
+fn value(container: &Json, name: &str) -> String {
+    env(container, name)
+        .and_then(|e| e["value"].as_str())
+        .unwrap_or_else(|| panic!("no value for {name}"))
+        .to_owned()
+}
+
+fn lineage_container(release: &Json) -> &Json {
+    &one(release, "StatefulSet", "lineage")["spec"]["template"]["spec"]["containers"][0]
+}
+
+#[test]
+fn every_values_file_lints_and_validates_against_the_kubernetes_schemas() {
+    let rendered = render(&["-", "values-local.yaml", "values-aws.yaml"]);
+    for (file, release) in rendered.as_object().unwrap() {
+        let lint = &release["lint"];
+        assert!(
+            lint["errors"].as_array().is_none_or(|e| e.is_empty()),
+            "{file}: lint errors {lint}"
+        );
+        let findings: Vec<&Json> = lint["messages"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter(|m| m["severity"].as_i64() >= Some(2))
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(findings.is_empty(), "{file}: lint findings {findings:?}");
+        for doc in release["docs"].as_array().unwrap() {
+            let errors = doc["errors"].as_array().unwrap();
+            // The ServiceMonitor is a CRD of the Prometheus operator: the
+            // Kubernetes schemas do not know it.
+            if doc["object"]["kind"] == "ServiceMonitor" {
+                continue;
+            }
+            assert!(errors.is_empty(), "{file}: {} {errors:?}", doc["template"]);
+        }
+    }
+}
+
+#[test]
+fn the_defaults_run_a_statefulset_whose_ordinal_is_the_subtask_with_probes_and_the_plugin_mounted()
+{
+    let rendered = render(&["-"]);
+    let release = &rendered["-"];
+    let set = one(release, "StatefulSet", "lineage");
+    let pod = &set["spec"]["template"]["spec"];
+    let c = lineage_container(release);
+    assert_eq!(c["args"][0], "run");
+    assert_eq!(
+        env(c, "SUBTASK_INDEX").unwrap()["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    );
+    // PLUGIN_PATH names a file inside the volume the plugin is mounted on.
+    let plugin_path = value(c, "PLUGIN_PATH");
+    let mount = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "plugin")
+        .expect("plugin volume mounted");
+    assert_eq!(
+        plugin_path,
+        format!("{}/plugin.wasm", mount["mountPath"].as_str().unwrap())
+    );
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "plugin")
+        .unwrap();
+    assert_eq!(volume["configMap"]["items"][0]["path"], "plugin.wasm");
+    assert_eq!(volume["configMap"]["name"], "lineage-plugin");
+    // Probes on the endpoints `lineage run` serves, where it serves them.
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(value(c, "METRICS_ADDRESS"), "0.0.0.0:9464");
+    assert_eq!(c["ports"][0]["containerPort"], 9464);
+    // Long enough for the final checkpoint (SHUTDOWN_TIMEOUT 30s).
+    assert_eq!(value(c, "SHUTDOWN_TIMEOUT"), "30s");
+    assert!(pod["terminationGracePeriodSeconds"].as_i64().unwrap() > 30);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    let pdb = one(release, "PodDisruptionBudget", "lineage");
+    assert_eq!(pdb["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        one(release, "Service", "lineage")["spec"]["ports"][0]["port"],
+        9464
+    );
+    assert!(objects(release, "ServiceMonitor").is_empty());
+    assert!(
+        objects(release, "Deployment").is_empty(),
+        "no generator, no MinIO"
+    );
+}
+
+#[test]
+fn the_local_values_bring_kafka_minio_a_bucket_and_the_generator() {
+    let rendered = render(&["values-local.yaml"]);
+    let release = &rendered["values-local.yaml"];
+    let kafka = one(release, "StatefulSet", "lineage-kafka");
+    let broker = &kafka["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(value(broker, "KAFKA_PROCESS_ROLES"), "broker,controller");
+    one(release, "Deployment", "lineage-minio");
+    let job = one(release, "Job", "lineage-minio-bucket");
+    assert!(
+        job["spec"]["template"]["spec"]["containers"][0]["args"][0]
+            .as_str()
+            .unwrap()
+            .contains("mc mb --ignore-existing local/lineage")
+    );
+    let c = lineage_container(release);
+    assert_eq!(value(c, "KAFKA_BOOTSTRAP_SERVERS"), "lineage-kafka:9092");
+    assert_eq!(value(c, "AWS_ENDPOINT_URL"), "http://lineage-minio:9000");
+    assert_eq!(
+        env(c, "AWS_SECRET_ACCESS_KEY").unwrap()["valueFrom"]["secretKeyRef"]["name"],
+        "lineage-minio"
+    );
+    assert!(value(c, "OUTPUT_PATH").starts_with("s3://lineage/"));
+    let generator = one(release, "Deployment", "lineage-generator");
+    let g = &generator["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(g["args"][0], "generate");
+    assert_eq!(value(g, "KAFKA_BOOTSTRAP_SERVERS"), "lineage-kafka:9092");
+}
+
+#[test]
+fn the_aws_values_give_tls_to_msk_and_irsa_without_static_keys() {
+    let rendered = render(&["values-aws.yaml"]);
+    let release = &rendered["values-aws.yaml"];
+    let c = lineage_container(release);
+    assert_eq!(value(c, "KAFKA_SECURITY_PROTOCOL"), "SSL");
+    assert!(
+        value(c, "KAFKA_BOOTSTRAP_SERVERS")
+            .split(',')
+            .all(|b| b.ends_with(":9094"))
+    );
+    assert!(
+        env(c, "AWS_ACCESS_KEY_ID").is_none(),
+        "credentials come from IRSA"
+    );
+    assert!(env(c, "AWS_ENDPOINT_URL").is_none(), "AWS S3 itself");
+    let account = one(release, "ServiceAccount", "lineage");
+    assert!(
+        account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:iam::")
+    );
+    let set = one(release, "StatefulSet", "lineage");
+    assert_eq!(set["spec"]["replicas"], 3);
+    assert_eq!(
+        set["spec"]["template"]["spec"]["serviceAccountName"],
+        "lineage"
+    );
+    assert_eq!(objects(release, "ServiceMonitor").len(), 1);
+    assert!(objects(release, "Deployment").is_empty());
+}
+
+#[test]
+fn a_plugin_from_an_image_is_copied_in_by_an_init_container_and_bad_values_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("values-image.yaml");
+    std::fs::write(
+        &image,
+        "plugin:\n  source: image\n  image:\n    repository: registry.example/plugins/enrich\n    tag: \"2\"\n    path: /enrich.wasm\n",
+    )
+    .unwrap();
+    let bad = dir.path().join("values-bad.yaml");
+    std::fs::write(&bad, "kafka:\n  securityProtocol: TLS\n").unwrap();
+    let rendered = render(&[image.to_str().unwrap(), bad.to_str().unwrap()]);
+
+    let release = &rendered["values-image.yaml"];
+    let pod = &one(release, "StatefulSet", "lineage")["spec"]["template"]["spec"];
+    let init = &pod["initContainers"][0];
+    assert_eq!(init["image"], "registry.example/plugins/enrich:2");
+    assert_eq!(init["command"][1], "/enrich.wasm");
+    assert_eq!(
+        init["command"][2].as_str().unwrap(),
+        value(&pod["containers"][0], "PLUGIN_PATH")
+    );
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "plugin")
+        .unwrap();
+    assert!(volume.get("emptyDir").is_some());
+
+    let error = rendered["values-bad.yaml"]["schema_error"]
+        .as_str()
+        .expect("the schema refuses an unknown security protocol");
+    assert!(error.contains("securityProtocol"), "{error}");
+}
+
+/// Every script passes shellcheck, and the benchmark scripts answer
+/// `--help` without starting anything.
+#[test]
+fn the_scripts_pass_shellcheck_and_answer_help() {
+    let scripts: Vec<std::path::PathBuf> = std::fs::read_dir(repo_root().join("scripts"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sh"))
+        .chain([repo_root().join(".ci/run")])
+        .collect();
+    assert!(scripts.len() >= 6, "{scripts:?}");
+    let out = Command::new("shellcheck")
+        .args(&scripts)
+        .output()
+        .expect("shellcheck (installed by scripts/install.sh)");
+    assert!(
+        out.status.success(),
+        "shellcheck:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for script in ["bench-scale.sh", "bench-stores.sh"] {
+        let out = Command::new(repo_root().join("scripts").join(script))
+            .arg("--help")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{script} --help: {text}");
+        assert!(
+            text.contains(script),
+            "{script} --help names itself: {text}"
+        );
+    }
+}
