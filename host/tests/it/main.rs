@@ -1,8 +1,8 @@
 //! Integration tests: the real components in the real runtime, and the
 //! `lineage` binary end to end. One binary, so the crate builds once.
 
-mod chart;
 mod cli;
+mod deploy;
 mod enrich;
 mod hostile;
 mod loading;

@@ -1,6 +1,7 @@
-//! The Helm chart, rendered and linted with Helm's own Go SDK and every
-//! object checked against the Kubernetes API schema (helm/tests/render.py),
-//! then what matters about each values file.
+//! Deployment: the Helm chart, rendered and linted with Helm's own Go SDK
+//! and every object checked against the Kubernetes API schema
+//! (helm/tests/render.py), then what matters about each values file; and
+//! the scripts, through shellcheck, `--help` and `--dry-run`.
 
 use std::process::Command;
 
@@ -279,7 +280,13 @@ fn the_scripts_pass_shellcheck_and_answer_help() {
         "shellcheck:\n{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    for script in ["bench-scale.sh", "bench-stores.sh"] {
+    for script in [
+        "bench-scale.sh",
+        "bench-stores.sh",
+        "build-and-run.sh",
+        "deploy.sh",
+        "kind-setup.sh",
+    ] {
         let out = Command::new(repo_root().join("scripts").join(script))
             .arg("--help")
             .output()
@@ -290,5 +297,102 @@ fn the_scripts_pass_shellcheck_and_answer_help() {
             text.contains(script),
             "{script} --help names itself: {text}"
         );
+    }
+}
+
+fn script(name: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(repo_root().join("scripts").join(name))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn deploy_dry_runs_show_the_image_the_plugin_and_the_release_for_each_target() {
+    let (ok, local, err) = script("deploy.sh", &["--dry-run", "local"], &[]);
+    assert!(ok, "{err}");
+    assert!(local.contains("+ docker build -t lineage:"), "{local}");
+    assert!(
+        local.contains("+ kind load docker-image lineage:"),
+        "{local}"
+    );
+    assert!(
+        local.contains("kubectl create configmap lineage-plugin")
+            && local.contains("plugin.wasm=plugins/enrich.wasm"),
+        "{local}"
+    );
+    assert!(
+        local.contains("+ helm upgrade --install lineage helm/lineage --namespace lineage -f helm/lineage/values-local.yaml"),
+        "{local}"
+    );
+    assert!(err.contains("nothing was changed"), "{err}");
+
+    let ecr = "123456789012.dkr.ecr.us-east-1.amazonaws.com/lineage";
+    let (ok, aws, err) = script(
+        "deploy.sh",
+        &["--dry-run", "aws"],
+        &[("ECR_REPOSITORY", ecr), ("AWS_REGION", "us-east-1")],
+    );
+    assert!(ok, "{err}");
+    assert!(aws.contains(&format!("+ docker push {ecr}:")), "{aws}");
+    assert!(aws.contains("docker login --username AWS --password-stdin 123456789012.dkr.ecr.us-east-1.amazonaws.com"), "{aws}");
+    assert!(aws.contains("-f helm/lineage/values-aws.yaml"), "{aws}");
+    assert!(
+        aws.contains(&format!("--set image.repository={ecr}")),
+        "{aws}"
+    );
+
+    // aws without a repository, or without a target: refused, saying why.
+    let (ok, _, err) = script(
+        "deploy.sh",
+        &["--dry-run", "aws"],
+        &[("ECR_REPOSITORY", ""), ("AWS_REGION", "")],
+    );
+    assert!(!ok && err.contains("ECR_REPOSITORY"), "{err}");
+    let (ok, _, err) = script("deploy.sh", &[], &[]);
+    assert!(!ok && err.contains("local or aws"), "{err}");
+}
+
+#[test]
+fn scripts_without_their_tools_say_which_are_missing() {
+    // A PATH with nothing but what the scripts need to get that far.
+    let bin = tempfile::tempdir().unwrap();
+    for tool in ["bash", "dirname", "git", "sed"] {
+        let found = Command::new("bash")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap();
+        let path = String::from_utf8_lossy(&found.stdout).trim().to_owned();
+        std::os::unix::fs::symlink(path, bin.path().join(tool)).unwrap();
+    }
+    let path = bin.path().display().to_string();
+    let (ok, _, err) = script("deploy.sh", &["local"], &[("PATH", &path)]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("missing: docker kind kubectl helm"), "{err}");
+    let (ok, _, err) = script("kind-setup.sh", &[], &[("PATH", &path)]);
+    assert!(!ok, "{err}");
+    assert!(err.contains("missing: docker kind kubectl"), "{err}");
+}
+
+#[test]
+fn build_and_run_without_docker_starts_the_broker_the_store_the_generator_and_the_pipeline() {
+    let (ok, plan, err) = script("build-and-run.sh", &["--dry-run", "--processes"], &[]);
+    assert!(ok, "{err}");
+    for step in [
+        "+ scripts/install.sh",
+        "+ cargo build --release --locked -p lineage",
+        "tansu broker --listener-url tcp://127.0.0.1:",
+        "moto_server -H 127.0.0.1 -p ",
+        "tansu topic create events",
+        "+ target/release/lineage generate --rate 100",
+        "+ target/release/lineage run",
+    ] {
+        assert!(plan.contains(step), "no {step:?} in:\n{plan}");
     }
 }
