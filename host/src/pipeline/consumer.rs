@@ -442,6 +442,10 @@ impl Rebalance for ConsumerShared {
         }
     }
 
+    fn closing(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     fn lost(&self, partitions: Vec<TopicPartition>) {
         tracing::warn!(
             partitions = %partitions.iter().map(ToString::to_string).collect::<Vec<_>>().join(","),

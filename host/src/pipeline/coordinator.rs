@@ -264,19 +264,49 @@ pub fn run(
     if let Some(progress) = progress {
         progress.abort();
     }
+    if let Err(e) = result {
+        // Nothing more is committed; what was not is consumed again at the
+        // next start. Threads that are stuck (on the store, in a
+        // rebalance) are not waited for: the process exits anyway.
+        for inbox in &worker_inboxes {
+            let _ = inbox.try_send(WorkerMsg::Stop);
+        }
+        let _ = coordinator.control.send(Control::Stop);
+        drop(coordinator);
+        runtime.shutdown_background();
+        return Err(e);
+    }
     for inbox in &worker_inboxes {
         let _ = inbox.send(WorkerMsg::Stop);
     }
-    if result.is_err() {
-        // Let the consumer thread end too; nothing more is committed.
-        let _ = coordinator.control.send(Control::Stop);
-    }
+    let consumer = coordinator.consumer.clone();
     drop(coordinator);
     for thread in threads {
         let _ = thread.join();
     }
+    close(consumer);
     drop(runtime);
-    result.map(|()| Summary::of(&stats))
+    Ok(Summary::of(&stats))
+}
+
+/// Closes the consumer (it leaves the group, so that the others get its
+/// partitions at once) but waits at most a few seconds: librdkafka's close
+/// waits on the group coordinator, and everything is committed already.
+fn close(consumer: Arc<KafkaConsumer>) {
+    const CLOSE_WAIT: Duration = Duration::from_secs(10);
+    let (closed, done) = bounded(1);
+    let spawned = std::thread::Builder::new()
+        .name("lineage-close".into())
+        .spawn(move || {
+            drop(consumer);
+            let _ = closed.send(());
+        });
+    if spawned.is_ok() && done.recv_timeout(CLOSE_WAIT).is_err() {
+        tracing::warn!(
+            wait = ?CLOSE_WAIT,
+            "the Kafka consumer did not close in time; exiting without leaving the group (it times out of it)"
+        );
+    }
 }
 
 /// One checkpoint on its way to the log.
@@ -318,7 +348,27 @@ impl Coordinator {
             if self.consumer_stopped && self.pending.is_empty() {
                 return Ok(());
             }
-            let wait = next_due.saturating_duration_since(Instant::now());
+            // Whatever the stop waits for (a worker's upload, the consumer
+            // inside a rebalance), it waits no longer than this.
+            if let Some(deadline) = self.deadline
+                && Instant::now() >= deadline
+            {
+                tracing::error!(
+                    consumer_stopped = self.consumer_stopped,
+                    pending = %self
+                        .pending
+                        .iter()
+                        .map(|p| format!("checkpoint {} sealed by {}/{} workers", p.checkpoint, p.sealed.len(), self.workers))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    "shutdown deadline passed"
+                );
+                return Err(RunError::ShutdownTimeout(self.shutdown_timeout));
+            }
+            let mut wait = next_due.saturating_duration_since(Instant::now());
+            if let Some(deadline) = self.deadline {
+                wait = wait.min(deadline.saturating_duration_since(Instant::now()));
+            }
             select! {
                 recv(events) -> event => match event {
                     Ok(event) => self.handle(event)?,

@@ -75,6 +75,10 @@ pub trait Rebalance: Send + Sync + 'static {
     /// The partitions were lost without a revocation (session timeout):
     /// nothing may be committed for them.
     fn lost(&self, partitions: Vec<TopicPartition>);
+
+    /// The consumer is being closed: no more asking librdkafka about the
+    /// assignment, whose state is being torn down.
+    fn closing(&self) -> bool;
 }
 
 pub struct SourceContext {
@@ -187,10 +191,12 @@ impl ConsumerContext for SourceContext {
                 if let Err(e) = result {
                     tracing::error!(error = %e, "unassigning partitions failed");
                 }
-                tracing::info!(
-                    assignment = %lag_text(&lag(consumer)),
-                    "rebalance: partitions given up"
-                );
+                if !self.rebalance.closing() {
+                    tracing::info!(
+                        assignment = %lag_text(&lag(consumer)),
+                        "rebalance: partitions given up"
+                    );
+                }
             }
             other => {
                 tracing::error!(error = ?other, "rebalance failed");

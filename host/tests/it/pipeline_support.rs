@@ -339,6 +339,20 @@ impl Paths {
     }
 }
 
+/// A failed test keeps its directory (logs, output, commit log) for the
+/// post-mortem and says where it is.
+impl Drop for Paths {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self._dir.disable_cleanup(true);
+            eprintln!(
+                "kept the failed test's directory: {}",
+                self._dir.path().display()
+            );
+        }
+    }
+}
+
 /// `lineage run` as its own process.
 pub struct Lineage {
     child: Option<Child>,
