@@ -28,14 +28,9 @@ for arg in "$@"; do
 	esac
 done
 
-say() { echo "build-and-run: $*" >&2; }
-run() {
-	if $dry_run; then
-		echo "+ $*"
-	else
-		"$@"
-	fi
-}
+name=build-and-run
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 if ! $processes && command -v docker >/dev/null && docker compose version >/dev/null 2>&1 && docker info >/dev/null 2>&1; then
 	say "Docker is here: docker compose up --build (Ctrl-C stops it)"

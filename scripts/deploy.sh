@@ -33,26 +33,9 @@ done
 	exit 2
 }
 
-say() { echo "deploy: $*" >&2; }
-run() {
-	if $dry_run; then
-		echo "+ $*"
-	else
-		"$@"
-	fi
-}
-need() {
-	local missing=()
-	for tool in "$@"; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-	if ((${#missing[@]})); then
-		if $dry_run; then
-			say "would need: ${missing[*]}"
-		else
-			say "missing: ${missing[*]}; install them first (see the README, Kubernetes)"
-			exit 1
-		fi
-	fi
-}
+name=deploy
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 release="${RELEASE:-lineage}"
 namespace="${NAMESPACE:-lineage}"
@@ -62,12 +45,12 @@ tag="${IMAGE_TAG:-$(git rev-parse --short HEAD 2>/dev/null || echo dev)}"
 
 case "$target" in
 local)
-	need docker kind kubectl helm
+	need docker kind kubectl helm "install them first (see the README, Kubernetes with Kind)"
 	image="lineage"
 	cluster="${KIND_CLUSTER:-lineage}"
 	;;
 aws)
-	need docker aws kubectl helm
+	need docker aws kubectl helm "install them first (see the README, AWS with EKS, MSK and S3)"
 	: "${ECR_REPOSITORY:?set ECR_REPOSITORY, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com/lineage}"
 	: "${AWS_REGION:?set AWS_REGION}"
 	image="$ECR_REPOSITORY"

@@ -25,28 +25,11 @@ for arg in "$@"; do
 	esac
 done
 
-say() { echo "kind-setup: $*" >&2; }
-run() {
-	if $dry_run; then
-		echo "+ $*"
-	else
-		"$@"
-	fi
-}
-need() {
-	local missing=()
-	for tool in "$@"; do command -v "$tool" >/dev/null || missing+=("$tool"); done
-	if ((${#missing[@]})); then
-		if $dry_run; then
-			say "would need: ${missing[*]}"
-		else
-			say "missing: ${missing[*]}. Install them first (https://kind.sigs.k8s.io/docs/user/quick-start/, https://kubernetes.io/docs/tasks/tools/)."
-			exit 1
-		fi
-	fi
-}
+name=kind-setup
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
-need docker kind kubectl
+need docker kind kubectl "install them first (https://kind.sigs.k8s.io/docs/user/quick-start/, https://kubernetes.io/docs/tasks/tools/)"
 if ! $dry_run && kind get clusters 2>/dev/null | grep -qx "$cluster"; then
 	say "cluster $cluster exists; keeping it"
 else

@@ -159,11 +159,12 @@ impl Worker {
         self.stats
             .metrics
             .plugin_batch_took(started.elapsed().as_secs_f64());
-        for outcome in outcomes.iter() {
-            if let crate::plugin::OutcomeRef::Drop(reason) = outcome {
-                self.stats.metrics.dropped(reason);
-            }
-        }
+        self.stats
+            .metrics
+            .dropped(outcomes.iter().filter_map(|o| match o {
+                crate::plugin::OutcomeRef::Drop(reason) => Some(reason),
+                crate::plugin::OutcomeRef::Keep(_) => None,
+            }));
         let kept = outcomes.kept();
         let sink = sinks
             .entry(batch.source.clone())

@@ -272,6 +272,8 @@ fn the_scripts_pass_shellcheck_and_answer_help() {
         .collect();
     assert!(scripts.len() >= 6, "{scripts:?}");
     let out = Command::new("shellcheck")
+        .arg("--external-sources")
+        .current_dir(repo_root())
         .args(&scripts)
         .output()
         .expect("shellcheck (installed by scripts/install.sh)");
