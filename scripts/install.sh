@@ -115,5 +115,12 @@ if ! "$venv/bin/python" -c "import pyarrow, duckdb, moto.server, helm_python, ku
     "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb "moto[server]" \
         helm-python-sdk kubernetes-validate pyyaml
 fi
+# The Compose specification's JSON schema, as docker-compose 1.29.2 ships it
+# (its dependencies are not needed: only the schema file is read).
+if ! "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('compose') is None)" 2>/dev/null; then
+    $check_only && die "the Compose specification schema (docker-compose 1.29.2) is missing from $venv"
+    say "installing the Compose specification schema (docker-compose 1.29.2, without dependencies) into $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps docker-compose==1.29.2
+fi
 
 say "ready: $(rustc --version), wasm32-wasip2, tansu $TANSU_VERSION, garage $GARAGE_VERSION, pyarrow + duckdb + moto + helm SDK"

@@ -398,3 +398,191 @@ fn build_and_run_without_docker_starts_the_broker_the_store_the_generator_and_th
         assert!(plan.contains(step), "no {step:?} in:\n{plan}");
     }
 }
+
+/// `[env: NAME=…]` names in a subcommand's `--help`.
+fn env_names(subcommand: &str) -> Vec<String> {
+    let out = Command::new(env!("CARGO_BIN_EXE_lineage"))
+        .args([subcommand, "--help"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    help.split("[env: ")
+        .skip(1)
+        .map(|s| s.split(['=', ']']).next().unwrap().to_owned())
+        .collect()
+}
+
+/// No Docker engine runs here, so the compose file is checked against the
+/// Compose specification's schema, and what it passes to `lineage` against
+/// the settings `lineage` reads.
+#[test]
+fn the_compose_file_follows_the_compose_spec_and_sets_only_real_settings() {
+    let out = Command::new(tool(tools_dir().join("python/bin/python")))
+        .arg(repo_root().join("host/tests/it/check_compose.py"))
+        .arg(repo_root().join("docker-compose.yml"))
+        .output()
+        .expect("run check_compose.py");
+    assert!(
+        out.status.success(),
+        "check_compose.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let checked: Json = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        checked["errors"],
+        serde_json::json!([]),
+        "compose-spec errors"
+    );
+    let services = &checked["compose"]["services"];
+
+    // The credentials are object_store's own AWS_* variables, not flags.
+    let credentials = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"];
+    for (service, subcommand) in [("lineage", "run"), ("generator", "generate")] {
+        let known = env_names(subcommand);
+        assert!(known.len() > 5, "{known:?}");
+        let command = &services[service]["command"][0];
+        assert_eq!(command, subcommand, "{service} runs `lineage {subcommand}`");
+        for name in services[service]["environment"].as_object().unwrap().keys() {
+            assert!(
+                known.contains(name) || credentials.contains(&name.as_str()),
+                "{service} sets {name}, which `lineage {subcommand}` does not read ({known:?})"
+            );
+        }
+    }
+    let lineage = &services["lineage"];
+    let generator = &services["generator"];
+    assert_eq!(
+        lineage["environment"]["KAFKA_TOPIC"],
+        generator["environment"]["KAFKA_TOPIC"]
+    );
+    // The bucket the Job creates holds all three paths.
+    let bucket_command = services["bucket"]["command"][0].as_str().unwrap();
+    for path in ["OUTPUT_PATH", "DROPPED_PATH", "WRITE_AHEAD_COMMIT_LOG_PATH"] {
+        let url = lineage["environment"][path].as_str().unwrap();
+        let bucket = url
+            .strip_prefix("s3://")
+            .unwrap()
+            .split('/')
+            .next()
+            .unwrap();
+        assert!(
+            bucket_command.contains(&format!("local/{bucket}")),
+            "{path}={url}: {bucket_command}"
+        );
+    }
+    assert_eq!(
+        lineage["depends_on"]["bucket"]["condition"],
+        "service_completed_successfully"
+    );
+    assert_eq!(
+        lineage["depends_on"]["kafka"]["condition"],
+        "service_healthy"
+    );
+    // The image built once (by the generator's `build`) runs the pipeline.
+    assert_eq!(generator["build"], ".");
+    assert_eq!(lineage["image"], generator["image"]);
+    assert!(lineage["ports"][0].as_str().unwrap().ends_with(":9464"));
+    // Long enough for SHUTDOWN_TIMEOUT's default (30 s): the final checkpoint.
+    let grace = lineage["stop_grace_period"].as_str().unwrap();
+    let grace: u64 = grace.strip_suffix('s').unwrap().parse().unwrap();
+    assert!(grace > 30, "stop_grace_period {grace}s");
+}
+
+/// The runtime stage installs a package for every shared library the
+/// binary links directly, other than those every Debian image has.
+#[test]
+fn the_runtime_image_installs_every_library_the_binary_links() {
+    let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).unwrap();
+    let runtime = dockerfile.split("\nFROM ").last().expect("a runtime stage");
+    assert!(runtime.starts_with("debian:bookworm-slim"), "{runtime}");
+    assert!(runtime.contains("USER 10001:10001"), "runs as non-root");
+    let base = ["libc6", "libgcc-s1"];
+    let binary = env!("CARGO_BIN_EXE_lineage");
+    let readelf = Command::new("readelf")
+        .args(["-d", binary])
+        .output()
+        .unwrap();
+    let ldd = Command::new("ldd").arg(binary).output().unwrap();
+    let ldd = String::from_utf8_lossy(&ldd.stdout);
+    let mut checked = 0;
+    for line in String::from_utf8_lossy(&readelf.stdout).lines() {
+        let Some(lib) = line.split("Shared library: [").nth(1) else {
+            continue;
+        };
+        let lib = lib.trim_end_matches(']');
+        let Some(path) = ldd
+            .lines()
+            .find(|l| l.trim_start().starts_with(lib))
+            .and_then(|l| l.split("=> ").nth(1))
+            .and_then(|p| p.split(' ').next())
+        else {
+            continue; // the dynamic loader itself
+        };
+        let path = std::fs::canonicalize(path).unwrap();
+        // By file name: with merged /usr, dpkg may record /lib rather than /usr/lib.
+        let name = path.file_name().unwrap();
+        let owner = Command::new("dpkg").arg("-S").arg(name).output().unwrap();
+        let owner = String::from_utf8_lossy(&owner.stdout);
+        let ending = format!("/{}", name.to_string_lossy());
+        let package = owner
+            .lines()
+            .find(|l| l.ends_with(&ending))
+            .and_then(|l| l.split(':').next())
+            .unwrap_or_default()
+            .trim();
+        assert!(!package.is_empty(), "no package owns {}", path.display());
+        assert!(
+            base.contains(&package) || runtime.contains(&format!(" {package}")),
+            "{lib} comes from {package}, which the runtime stage does not install"
+        );
+        checked += 1;
+    }
+    assert!(checked >= 5, "{checked} libraries checked");
+}
+
+/// The README's configuration tables list every setting `lineage run`
+/// reads and nothing it does not, and its commands name scripts and
+/// Kubernetes objects that exist.
+#[test]
+fn the_readme_matches_the_settings_the_scripts_and_the_chart() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let known = env_names("run");
+    for name in &known {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README's configuration does not list {name}"
+        );
+    }
+    let tabled: Vec<&str> = readme
+        .lines()
+        .filter(|l| l.starts_with("| `--"))
+        .filter_map(|l| l.split('|').nth(2))
+        .flat_map(|cell| cell.split('`').skip(1).step_by(2))
+        .collect();
+    assert!(tabled.len() >= 20, "{tabled:?}");
+    for name in tabled {
+        assert!(
+            known.iter().any(|k| k == name),
+            "README lists {name}, which `lineage run` does not read"
+        );
+    }
+    for word in readme.split(|c: char| c.is_whitespace() || c == '`' || c == '(' || c == ')') {
+        if let Some(script) = word.strip_prefix("scripts/").filter(|s| s.ends_with(".sh")) {
+            assert!(
+                repo_root().join("scripts").join(script).is_file(),
+                "README runs scripts/{script}, which does not exist"
+            );
+        }
+    }
+    let local = &render(&["values-local.yaml"])["values-local.yaml"];
+    for word in readme.split_whitespace() {
+        if let Some(service) = word.strip_prefix("svc/") {
+            one(local, "Service", service);
+        }
+    }
+}
