@@ -115,6 +115,12 @@ if ! "$venv/bin/python" -c "import pyarrow, duckdb, moto.server, helm_python, ku
     "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb "moto[server]" \
         helm-python-sdk kubernetes-validate pyyaml
 fi
+# componentize-py builds the Python plugin (scripts/build-plugins.sh).
+if [[ ! -x "$venv/bin/componentize-py" ]]; then
+    $check_only && die "componentize-py is missing from $venv"
+    say "installing componentize-py into $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check componentize-py==0.25.1
+fi
 # The Compose specification's JSON schema, as docker-compose 1.29.2 ships it
 # (its dependencies are not needed: only the schema file is read).
 if ! "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('compose') is None)" 2>/dev/null; then

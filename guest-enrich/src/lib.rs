@@ -12,10 +12,10 @@ use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use serde::Deserialize;
 
-#[cfg(target_family = "wasm")]
+#[cfg(all(target_family = "wasm", feature = "component"))]
 mod component;
 #[cfg(target_family = "wasm")]
-mod slab;
+pub mod slab;
 
 pub const NAME: &str = "enrich";
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

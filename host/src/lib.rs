@@ -8,6 +8,7 @@ pub mod commit;
 pub mod error;
 pub mod events;
 pub mod failpoints;
+pub mod lineage;
 pub mod metrics;
 pub mod pipeline;
 pub mod plugin;

@@ -2,7 +2,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use lineage::cli::{self, BenchCommand, Cli, Command, LogFormat, PluginCommand};
+use lineage::cli::{self, BenchCommand, Cli, Command, LogCommand, LogFormat, PluginCommand};
 use tracing_subscriber::EnvFilter;
 
 // Keeps freed memory for reuse instead of handing it back to the kernel and
@@ -82,6 +82,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Bench(BenchCommand::Plugin(args)) => cli::bench::plugin(args, &mut out)?,
         Command::Bench(BenchCommand::Pipeline(args)) => cli::bench::pipeline(args, &mut out)?,
         Command::Bench(BenchCommand::Kafka(args)) => cli::bench::kafka(args, &mut out)?,
+        Command::Trace(args) => cli::trace::trace(&args, &mut out)?,
+        Command::Log(LogCommand::Verify(args)) => {
+            if !cli::trace::verify(&args, &mut out)? {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

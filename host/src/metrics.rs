@@ -45,6 +45,10 @@ pub struct Metrics {
     /// The partitions `lag` has series for.
     lagging: Mutex<HashSet<Labels>>,
     rebalances: Family<Labels, Counter>,
+    plugin_reloads: Family<Labels, Counter>,
+    /// 1 for the build in use, by name, version and sha256.
+    plugin: Family<Labels, Gauge>,
+    plugin_in_use: Mutex<Option<Labels>>,
 }
 
 impl Default for Metrics {
@@ -60,6 +64,9 @@ impl Default for Metrics {
             lag: Family::default(),
             lagging: Mutex::new(HashSet::new()),
             rebalances: Family::default(),
+            plugin_reloads: Family::default(),
+            plugin: Family::default(),
+            plugin_in_use: Mutex::new(None),
         }
     }
 }
@@ -115,6 +122,29 @@ impl Metrics {
         self.rebalances
             .get_or_create(&vec![("event".into(), event.into())])
             .inc();
+    }
+
+    /// A check of PLUGIN_PATH that found a new build: `loaded` (and
+    /// checked), `failed` (the old one stays).
+    pub fn plugin_reload(&self, outcome: &str) {
+        self.plugin_reloads
+            .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc();
+    }
+
+    /// The build whose checkpoints are being written now.
+    pub fn plugin_in_use(&self, identity: &crate::plugin::PluginIdentity) {
+        let labels = vec![
+            ("name".to_owned(), identity.name.clone()),
+            ("version".to_owned(), identity.version.clone()),
+            ("sha256".to_owned(), identity.sha256.clone()),
+        ];
+        let mut in_use = self.plugin_in_use.lock().expect("plugin lock");
+        if let Some(old) = in_use.take() {
+            self.plugin.remove(&old);
+        }
+        self.plugin.get_or_create(&labels).set(1);
+        *in_use = Some(labels);
     }
 
     /// Sets the lag of the partitions held now and forgets the others.
@@ -316,6 +346,16 @@ fn registry(stats: Arc<Stats>, budget: Arc<Budget>) -> Registry {
         "lineage_rebalance_events",
         "Partitions assigned, revoked, lost, fenced or claimed again",
         m.rebalances.clone(),
+    );
+    registry.register(
+        "lineage_plugin_reloads",
+        "Checks of PLUGIN_PATH that found a changed component, by outcome (loaded, failed)",
+        m.plugin_reloads.clone(),
+    );
+    registry.register(
+        "lineage_plugin_info",
+        "The plugin build in use (1), by name, version and component sha256",
+        m.plugin.clone(),
     );
     registry.register_collector(Box::new(Counters { stats, budget }));
     registry

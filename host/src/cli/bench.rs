@@ -487,6 +487,7 @@ pub fn kafka(args: KafkaBenchArgs, out: &mut impl Write) -> Result<(), CommandEr
             snapshot_every: crate::commit::DEFAULT_SNAPSHOT_EVERY,
             progress_interval: Duration::ZERO,
             metrics_address: super::run::Listen(None),
+            plugin_watch_interval: Duration::ZERO,
             plugin: PluginConfig::default(),
         };
         let stats = Arc::new(Stats::default());

@@ -141,6 +141,7 @@ pub fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<Summary, DemoError>
         snapshot_every: crate::commit::DEFAULT_SNAPSHOT_EVERY,
         progress_interval: Duration::ZERO,
         metrics_address: super::run::Listen(None),
+        plugin_watch_interval: Duration::ZERO,
         plugin: PluginConfig::default(),
     };
 

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod generate;
 pub mod plugin;
 pub mod run;
+pub mod trace;
 
 use std::path::PathBuf;
 
@@ -51,6 +52,21 @@ pub enum Command {
     /// Measure throughput; prints records/s and peak memory.
     #[command(subcommand)]
     Bench(BenchCommand),
+
+    /// Where a record went (TOPIC/PARTITION@OFFSET), or what a checkpoint
+    /// committed, from the commit log and the files.
+    Trace(Box<trace::TraceArgs>),
+
+    /// Check the commit log against the outputs.
+    #[command(subcommand)]
+    Log(LogCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LogCommand {
+    /// Every committed file exists with its recorded size, and nothing
+    /// under the outputs is unaccounted for; exits 1 otherwise.
+    Verify(Box<trace::OutputArgs>),
 }
 
 #[derive(Debug, Subcommand)]

@@ -114,9 +114,16 @@ pub struct RunArgs {
     )]
     pub commit_log_path: String,
 
-    /// The plugin component (.wasm).
+    /// The plugin component (.wasm), or a directory holding exactly one.
+    /// A new component there (or SIGHUP) is loaded in the background and
+    /// takes over at the next checkpoint if it is valid.
     #[arg(long = "plugin-path", env = "PLUGIN_PATH")]
     pub plugin_path: PathBuf,
+
+    /// How often PLUGIN_PATH is checked for a new component; 0: only on
+    /// SIGHUP.
+    #[arg(long = "plugin-watch-interval", env = "PLUGIN_WATCH_INTERVAL", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub plugin_watch_interval: Duration,
 
     /// Time between checkpoints; data becomes visible at each.
     #[arg(long = "checkpoint-interval", env = "CHECKPOINT_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
@@ -224,6 +231,8 @@ impl RunArgs {
             progress_interval: (!self.progress_interval.is_zero())
                 .then_some(self.progress_interval),
             metrics_address: self.metrics_address.0,
+            plugin_watch: (!self.plugin_watch_interval.is_zero())
+                .then_some(self.plugin_watch_interval),
         }
     }
 }

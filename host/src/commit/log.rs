@@ -162,6 +162,25 @@ impl CommitLog {
         }
     }
 
+    /// Every commit in the log, in sequence order, for lineage queries.
+    /// Stops at the first gap: a commit after one is not part of the log.
+    pub async fn commits(&self) -> Result<Vec<Commit>, CommitError> {
+        let listed = self.list_seqs("_commits", ".csv").await?;
+        let fetched: Vec<Option<Commit>> =
+            futures::stream::iter(listed.iter().map(|&s| self.read(s)))
+                .buffered(16)
+                .try_collect()
+                .await?;
+        let mut commits: Vec<Commit> = Vec::with_capacity(fetched.len());
+        for commit in fetched.into_iter().flatten() {
+            if commit.seq != commits.last().map_or(1, |c| c.seq + 1) {
+                break;
+            }
+            commits.push(commit);
+        }
+        Ok(commits)
+    }
+
     /// Applies every commit after `state.seq`, returning them.
     pub async fn catch_up(&self, state: &mut LogState) -> Result<Vec<Commit>, CommitError> {
         let mut read = Vec::new();

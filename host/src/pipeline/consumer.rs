@@ -21,6 +21,7 @@ use super::budget::Budget;
 use super::worker::WorkerMsg;
 use super::{Event, Sent, Stats};
 use crate::commit::TopicPartition;
+use crate::plugin::Plugin;
 use crate::source::{self, Fetched, KafkaConsumer, Rebalance};
 
 /// How often the consumer looks for fenced partitions to claim again and
@@ -104,6 +105,8 @@ pub struct ConsumerShared {
     batch_records: usize,
     batch_bytes: usize,
     stopping: AtomicBool,
+    /// A plugin loaded and checked, waiting for the next barrier.
+    swap: Mutex<Option<Arc<Plugin>>>,
     /// A partition fenced here that Kafka still assigns to this instance
     /// after this long (the session timeout) is claimed again: by then a
     /// member that had really lost it would have been told.
@@ -134,6 +137,7 @@ impl ConsumerShared {
             batch_records,
             batch_bytes,
             stopping: AtomicBool::new(false),
+            swap: Mutex::new(None),
             reclaim_after: Duration::from_secs(45),
         }
     }
@@ -206,6 +210,9 @@ impl ConsumerShared {
         self.flush();
         let mut inflight = self.inflight.lock().expect("inflight lock");
         if inflight.sent.is_empty() {
+            // Every worker has sealed all it was sent: a swap can happen
+            // here as well as after a seal.
+            self.hand_over_plugin();
             if let Some(done) = done {
                 let _ = self.events.send(Event::Drained { done });
             }
@@ -222,7 +229,26 @@ impl ConsumerShared {
             sent,
             done,
         });
+        self.hand_over_plugin();
         true
+    }
+
+    /// Offers a new plugin; it takes over at the next barrier. A newer
+    /// offer replaces one not yet taken.
+    pub fn offer_plugin(&self, plugin: Arc<Plugin>) {
+        *self.swap.lock().expect("swap lock") = Some(plugin);
+    }
+
+    /// Called with the inflight lock held, right after the seals: no batch
+    /// can come between a worker's seal and its swap.
+    fn hand_over_plugin(&self) {
+        let Some(plugin) = self.swap.lock().expect("swap lock").take() else {
+            return;
+        };
+        for worker in &self.workers {
+            let _ = worker.send(WorkerMsg::Swap(plugin.clone()));
+        }
+        let _ = self.events.send(Event::Swapped(plugin));
     }
 
     /// Runs the poll loop until told to stop.

@@ -21,7 +21,7 @@ use crate::commit::{
 };
 use crate::error::Classify;
 use crate::failpoints;
-use crate::plugin::{PluginRuntime, PluginWorker};
+use crate::plugin::{Plugin, PluginRuntime, PluginWorker, Reload};
 use crate::retry::Backoff;
 use crate::sink::{SinkContext, discard};
 use crate::source::{self, KafkaConsumer};
@@ -109,7 +109,9 @@ pub fn run(
         handle.block_on(wal.check_create_if_absent())?;
     }
 
-    let plugin = PluginRuntime::new(settings.plugin.clone())?.load(&settings.plugin_path)?;
+    let plugin_runtime = PluginRuntime::new(settings.plugin.clone())?;
+    let plugin = plugin_runtime.load(&settings.plugin_path)?;
+    stats.metrics.plugin_in_use(plugin.identity());
     let owner = Owner {
         subtask: settings.subtask,
         incarnation: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
@@ -186,6 +188,26 @@ pub fn run(
                 .map_err(|e| RunError::Thread(e.to_string()))?,
         );
     }
+    let _watcher = {
+        let (shared, stats) = (shared.clone(), stats.clone());
+        crate::plugin::watch(
+            plugin_runtime,
+            settings.plugin_path.clone(),
+            &plugin,
+            settings.plugin_watch,
+            move |reload| match reload {
+                Reload::Loaded(new) => {
+                    stats.metrics.plugin_reload("loaded");
+                    tracing::info!(plugin = %new.identity(), "plugin loaded and checked; it takes over at the next checkpoint");
+                    shared.offer_plugin(new);
+                }
+                Reload::Failed(e) => {
+                    stats.metrics.plugin_reload("failed");
+                    tracing::warn!(error = %e, "plugin reload failed; keeping the plugin in use");
+                }
+            },
+        )?
+    };
     tracing::info!(
         topic = %settings.kafka.topic,
         group = %settings.kafka.group_id,
@@ -232,7 +254,6 @@ pub fn run(
         })
     });
 
-    let identity = plugin.identity();
     let mut coordinator = Coordinator {
         committer,
         runtime: handle,
@@ -243,11 +264,7 @@ pub fn run(
         workers: settings.workers,
         interval: settings.checkpoint_interval,
         shutdown_timeout: settings.shutdown_timeout,
-        plugin: PluginStamp {
-            name: identity.name.clone(),
-            version: identity.version.clone(),
-            sha256: identity.sha256.clone(),
-        },
+        plugin: stamp(&plugin),
         data,
         dropped,
         log,
@@ -309,9 +326,20 @@ fn close(consumer: Arc<KafkaConsumer>) {
     }
 }
 
+fn stamp(plugin: &Plugin) -> PluginStamp {
+    let identity = plugin.identity();
+    PluginStamp {
+        name: identity.name.clone(),
+        version: identity.version.clone(),
+        sha256: identity.sha256.clone(),
+    }
+}
+
 /// One checkpoint on its way to the log.
 struct Pending {
     checkpoint: u64,
+    /// The build that wrote its files.
+    plugin: PluginStamp,
     sent: BTreeMap<TopicPartition, Sent>,
     /// Fired once it is committed (or left out); more than one when a
     /// revocation waits on a checkpoint already placed.
@@ -329,6 +357,7 @@ struct Coordinator {
     workers: usize,
     interval: Duration,
     shutdown_timeout: Duration,
+    /// The build of the checkpoints placed from now on.
     plugin: PluginStamp,
     data: Location,
     dropped: Location,
@@ -415,6 +444,7 @@ impl Coordinator {
                 let sealed = self.early.remove(&checkpoint).unwrap_or_default();
                 self.pending.push_back(Pending {
                     checkpoint,
+                    plugin: self.plugin.clone(),
                     sent,
                     done: done.into_iter().collect(),
                     sealed,
@@ -451,6 +481,15 @@ impl Coordinator {
                 );
                 self.stats.fenced.fetch_add(1, Ordering::Relaxed);
                 self.shared.fence(std::slice::from_ref(&partition));
+            }
+            Event::Swapped(plugin) => {
+                tracing::info!(
+                    plugin = %plugin.identity(),
+                    from_checkpoint = self.pending.back().map_or(self.committer.next_checkpoint(), |p| p.checkpoint + 1),
+                    "plugin switched"
+                );
+                self.stats.metrics.plugin_in_use(plugin.identity());
+                self.plugin = stamp(&plugin);
             }
             Event::ConsumerStopped => self.consumer_stopped = true,
             Event::Failed(e) => return Err(e),
@@ -527,7 +566,7 @@ impl Coordinator {
             .collect();
         let prepared = Prepared {
             checkpoint: pending.checkpoint,
-            plugin: self.plugin.clone(),
+            plugin: pending.plugin,
             ranges,
             files,
         };

@@ -20,6 +20,7 @@ mod coordinator;
 mod worker;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -59,6 +60,9 @@ pub struct RunSettings {
     pub progress_interval: Option<Duration>,
     /// Where /metrics, /healthz and /readyz are served; `None`: nowhere.
     pub metrics_address: Option<std::net::SocketAddr>,
+    /// How often PLUGIN_PATH is checked for a new component; `None`: only
+    /// on SIGHUP.
+    pub plugin_watch: Option<Duration>,
 }
 
 /// Counters the pipeline keeps; the demo shows them, metrics export them.
@@ -159,6 +163,8 @@ pub enum Event {
         partition: TopicPartition,
         error: SinkError,
     },
+    /// Checkpoints placed from now on are this plugin's.
+    Swapped(Arc<crate::plugin::Plugin>),
     ConsumerStopped,
     Failed(RunError),
 }

@@ -25,6 +25,9 @@ pub enum WorkerMsg {
     Forget(Vec<TopicPartition>),
     /// The partitions were lost or fenced: give up what is held for them.
     Abort(Vec<TopicPartition>),
+    /// Run this plugin from now on. Sent right after a `Seal`, so that
+    /// every file is one plugin build's.
+    Swap(Arc<crate::plugin::Plugin>),
     Stop,
 }
 
@@ -115,6 +118,11 @@ impl Worker {
                         records.remove(&tp);
                     }
                     self.update_memory(&sinks);
+                    Ok(())
+                }
+                WorkerMsg::Swap(plugin) => {
+                    self.plugin = PluginWorker::new(plugin.clone());
+                    self.cx.switch_plugin(plugin);
                     Ok(())
                 }
                 WorkerMsg::Stop => break,

@@ -82,13 +82,10 @@ unsafe impl Lower for RecordBatch<'_, '_> {
 }
 
 /// A fresh guest allocation of `len` bytes, not yet checked against the
-/// memory's bounds (see [`at`]); empty buffers get an aligned dangling
-/// pointer instead of a call into the guest, which every guest binding
-/// treats as an empty list it must not free.
+/// memory's bounds (see [`at`]). Empty buffers are allocated too, as the
+/// canonical ABI says: componentize-py's guests free every list they are
+/// given, and trap on a pointer their allocator never handed out.
 fn alloc<T>(cx: &mut LowerContext<'_, T>, len: usize, align: u32) -> wasmtime::Result<u32> {
-    if len == 0 {
-        return Ok(align);
-    }
     if len > u32::MAX as usize {
         wasmtime::bail!("buffer of {len} bytes too large for a plugin");
     }
@@ -155,8 +152,16 @@ fn store<T>(
     for record in records {
         placed.push(Placed {
             topic: alloc(cx, record.topic.len(), 1)?,
-            key: alloc(cx, record.key.map_or(0, <[u8]>::len), 1)?,
-            value: alloc(cx, record.value.map_or(0, <[u8]>::len), 1)?,
+            key: record
+                .key
+                .map(|k| alloc(cx, k.len(), 1))
+                .transpose()?
+                .unwrap_or(0),
+            value: record
+                .value
+                .map(|v| alloc(cx, v.len(), 1))
+                .transpose()?
+                .unwrap_or(0),
             headers: store_headers(cx, record.headers)?,
         });
     }

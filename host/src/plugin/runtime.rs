@@ -110,14 +110,25 @@ impl PluginRuntime {
 
     /// Loads, compiles (or fetches from the cache), links and checks a
     /// component, and asks it to describe itself.
+    /// `path` is the component, or a directory holding exactly one.
     pub fn load(self: &Arc<Self>, path: &Path) -> Result<Arc<Plugin>, PluginError> {
-        let bytes = std::fs::read(path).map_err(|source| PluginError::Read {
-            path: path.to_owned(),
+        let path = component_path(path)?;
+        let bytes = std::fs::read(&path).map_err(|source| PluginError::Read {
+            path: path.clone(),
             source,
         })?;
-        check_header(path, &bytes)?;
-        let sha256 = hex(&Sha256::digest(&bytes));
-        let component = self.compile(path, &bytes, &sha256)?;
+        self.load_bytes(&path, &bytes)
+    }
+
+    /// As [`load`](Self::load), from bytes already read from `path`.
+    pub fn load_bytes(
+        self: &Arc<Self>,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<Arc<Plugin>, PluginError> {
+        check_header(path, bytes)?;
+        let sha256 = hex(&Sha256::digest(bytes));
+        let component = self.compile(path, bytes, &sha256)?;
 
         let contract = |e: wasmtime::Error| PluginError::Contract {
             path: path.to_owned(),
@@ -305,5 +316,53 @@ impl EpochTicker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// The component file `path` names: itself, or the one `*.wasm` file in the
+/// directory it names (hidden entries, such as a ConfigMap's `..data`,
+/// are not looked at). A directory lets a deployment replace the component
+/// by swapping what the directory holds.
+pub fn component_path(path: &Path) -> Result<PathBuf, PluginError> {
+    let read = |source| PluginError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    if !std::fs::metadata(path).map_err(read)?.is_dir() {
+        return Ok(path.to_owned());
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+        .map_err(read)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "wasm")
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    found.sort();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        n => Err(PluginError::NotAComponent {
+            path: path.to_owned(),
+            detail: format!(
+                "a PLUGIN_PATH directory must hold exactly one *.wasm component; it holds {n}{}",
+                if n == 0 {
+                    String::new()
+                } else {
+                    format!(
+                        " ({})",
+                        found
+                            .iter()
+                            .filter_map(|p| p.file_name())
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }
+            ),
+        }),
     }
 }

@@ -123,6 +123,13 @@ impl SinkContext {
         }
     }
 
+    /// Files opened from now on are the new plugin's, with its columns.
+    /// Called only between checkpoints, when no file is open.
+    pub fn switch_plugin(&mut self, plugin: Arc<Plugin>) {
+        self.data_schema = data_schema(plugin.schema());
+        self.plugin = plugin;
+    }
+
     pub fn location(&self, kind: FileKind) -> &Location {
         match kind {
             FileKind::Data => &self.data,

@@ -54,6 +54,7 @@ fn settings(bootstrap: &str, paths: &Paths) -> RunSettings {
         snapshot_every: 5,
         progress_interval: None,
         metrics_address: None,
+        plugin_watch: None,
     }
 }
 

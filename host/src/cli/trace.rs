@@ -1,0 +1,292 @@
+//! `lineage trace` and `lineage log verify`: lineage questions answered
+//! from the commit log and the files, human-readable or as JSON.
+
+use std::io::Write;
+
+use crate::commit::{CommitLog, TopicPartition};
+use crate::lineage::{CheckpointTrace, Found, LineageError, Outputs, RecordTrace, Verification};
+use crate::store::{Location, StoreError};
+
+use super::run::S3Args;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Lineage(#[from] LineageError),
+    #[error("{0:?} is not TOPIC/PARTITION@OFFSET (e.g. events/3@1234)")]
+    Record(String),
+    #[error("writing the answer: {0}")]
+    Output(#[from] std::io::Error),
+    #[error("starting the I/O runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl crate::error::Classify for TraceError {
+    fn blame(&self) -> crate::error::Blame {
+        use crate::error::Blame;
+        match self {
+            TraceError::Store(e) => e.blame(),
+            TraceError::Lineage(e) => e.blame(),
+            TraceError::Record(_) => Blame::User,
+            TraceError::Output(_) | TraceError::Runtime(_) => Blame::Environment,
+        }
+    }
+}
+
+/// Where the pipeline wrote: the same settings as `lineage run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutputArgs {
+    /// Where kept rows went.
+    #[arg(long = "output-path", env = "OUTPUT_PATH")]
+    pub output_path: String,
+
+    /// Where dropped records went.
+    #[arg(long = "dropped-path", env = "DROPPED_PATH")]
+    pub dropped_path: String,
+
+    /// The write-ahead commit log.
+    #[arg(
+        long = "write-ahead-commit-log-path",
+        env = "WRITE_AHEAD_COMMIT_LOG_PATH"
+    )]
+    pub commit_log_path: String,
+
+    #[command(flatten)]
+    pub s3: S3Args,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl OutputArgs {
+    fn open(&self) -> Result<Outputs, TraceError> {
+        let s3 = self.s3.settings();
+        Ok(Outputs {
+            log: CommitLog::new(Location::open_with(
+                "WRITE_AHEAD_COMMIT_LOG_PATH",
+                &self.commit_log_path,
+                &s3,
+            )?),
+            data: Location::open_with("OUTPUT_PATH", &self.output_path, &s3)?,
+            dropped: Location::open_with("DROPPED_PATH", &self.dropped_path, &s3)?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+#[command(group = clap::ArgGroup::new("what").required(true))]
+pub struct TraceArgs {
+    /// A record: TOPIC/PARTITION@OFFSET, e.g. events/3@1234.
+    #[arg(group = "what")]
+    pub record: Option<String>,
+
+    /// A checkpoint: its files, offset ranges, record counts and state.
+    #[arg(long, group = "what")]
+    pub checkpoint: Option<u64>,
+
+    /// With --checkpoint: only this subtask's commit.
+    #[arg(long, requires = "checkpoint")]
+    pub subtask: Option<u32>,
+
+    #[command(flatten)]
+    pub outputs: OutputArgs,
+}
+
+fn parse_record(s: &str) -> Result<(TopicPartition, i64), TraceError> {
+    let bad = || TraceError::Record(s.to_owned());
+    let (tp, offset) = s.rsplit_once('@').ok_or_else(bad)?;
+    let (topic, partition) = tp.rsplit_once('/').ok_or_else(bad)?;
+    if topic.is_empty() {
+        return Err(bad());
+    }
+    Ok((
+        TopicPartition {
+            topic: topic.to_owned(),
+            partition: partition.parse().map_err(|_| bad())?,
+        },
+        offset.parse().map_err(|_| bad())?,
+    ))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, TraceError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(TraceError::Runtime)
+}
+
+pub fn trace(args: &TraceArgs, out: &mut impl Write) -> Result<(), TraceError> {
+    let outputs = args.outputs.open()?;
+    let rt = runtime()?;
+    if let Some(record) = &args.record {
+        let (source, offset) = parse_record(record)?;
+        let trace = rt.block_on(outputs.trace_record(&source, offset))?;
+        if args.outputs.json {
+            serde_json::to_writer(&mut *out, &trace).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        } else {
+            print_record(&trace, out)?;
+        }
+    } else if let Some(checkpoint) = args.checkpoint {
+        let traces = rt.block_on(outputs.trace_checkpoint(checkpoint, args.subtask))?;
+        if args.outputs.json {
+            serde_json::to_writer(&mut *out, &traces).map_err(std::io::Error::from)?;
+            writeln!(out)?;
+        } else {
+            for t in &traces {
+                print_checkpoint(t, out)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Returns whether the outputs match the log.
+pub fn verify(args: &OutputArgs, out: &mut impl Write) -> Result<bool, TraceError> {
+    let outputs = args.open()?;
+    let v = runtime()?.block_on(outputs.verify())?;
+    if args.json {
+        let mut json = serde_json::to_value(&v).map_err(std::io::Error::from)?;
+        json["ok"] = v.ok().into();
+        serde_json::to_writer(&mut *out, &json).map_err(std::io::Error::from)?;
+        writeln!(out)?;
+    } else {
+        print_verification(&v, out)?;
+    }
+    Ok(v.ok())
+}
+
+fn print_record(t: &RecordTrace, out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "record      {}/{}@{}", t.topic, t.partition, t.offset)?;
+    match &t.found {
+        Found::Data { file, row } => {
+            writeln!(out, "output      data")?;
+            writeln!(out, "file        {file}")?;
+            writeln!(out, "row         {row}")?;
+        }
+        Found::DataUnindexed { files } => {
+            writeln!(
+                out,
+                "output      data (the plugin writes no kafka_offset column; one of:)"
+            )?;
+            for f in files {
+                writeln!(out, "file        {f}")?;
+            }
+        }
+        Found::Dropped { file, reason } => {
+            writeln!(out, "output      dropped")?;
+            writeln!(out, "file        {file}")?;
+            writeln!(out, "reason      {reason}")?;
+        }
+        Found::Gap => writeln!(
+            out,
+            "output      none: Kafka has no record at this offset (a gap the commit accounts for)"
+        )?,
+    }
+    let c = &t.commit;
+    writeln!(
+        out,
+        "checkpoint  {} (subtask {}, commit {})",
+        c.checkpoint, c.subtask, c.commit_seq
+    )?;
+    writeln!(out, "committed   {}", c.committed_at)?;
+    writeln!(
+        out,
+        "plugin      {} {} sha256:{}",
+        c.plugin_name, c.plugin_version, c.plugin_sha256
+    )
+}
+
+fn print_checkpoint(t: &CheckpointTrace, out: &mut impl Write) -> std::io::Result<()> {
+    let c = &t.commit;
+    writeln!(
+        out,
+        "checkpoint {} subtask {}: {} (commit {}, {})",
+        c.checkpoint, c.subtask, t.state, c.commit_seq, c.committed_at
+    )?;
+    writeln!(
+        out,
+        "  plugin {} {} sha256:{}",
+        c.plugin_name, c.plugin_version, c.plugin_sha256
+    )?;
+    for r in &t.ranges {
+        writeln!(
+            out,
+            "  offsets {}/{} {}..={} ({} records)",
+            r.topic, r.partition, r.first_offset, r.last_offset, r.records
+        )?;
+    }
+    for f in &t.files {
+        writeln!(
+            out,
+            "  {:<7} {}/{} {}..={} {} records {} bytes{} {}",
+            f.kind,
+            f.topic,
+            f.partition,
+            f.first_offset,
+            f.last_offset,
+            f.records,
+            f.bytes,
+            if f.visible { "" } else { " NOT VISIBLE" },
+            f.url
+        )?;
+    }
+    Ok(())
+}
+
+fn print_verification(v: &Verification, out: &mut impl Write) -> std::io::Result<()> {
+    for p in &v.missing {
+        writeln!(
+            out,
+            "missing     {} (checkpoint {}, subtask {}): {}",
+            p.url, p.checkpoint, p.subtask, p.detail
+        )?;
+    }
+    for p in &v.wrong_size {
+        writeln!(
+            out,
+            "wrong size  {} (checkpoint {}, subtask {}): {}",
+            p.url, p.checkpoint, p.subtask, p.detail
+        )?;
+    }
+    for u in &v.unaccounted {
+        writeln!(out, "unaccounted {u}: no committed checkpoint names it")?;
+    }
+    for s in &v.staged {
+        writeln!(
+            out,
+            "staged      {s}: not committed (being written, or left by a crash: the next start removes it)"
+        )?;
+    }
+    writeln!(
+        out,
+        "log verify: {} commits, {} files: {} missing, {} of the wrong size, {} unaccounted, {} staged — {}",
+        v.commits,
+        v.files,
+        v.missing.len(),
+        v.wrong_size.len(),
+        v.unaccounted.len(),
+        v.staged.len(),
+        if v.ok() { "ok" } else { "PROBLEMS" }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_is_topic_partition_at_offset() {
+        let (tp, offset) = parse_record("my/topic/3@1234").unwrap();
+        assert_eq!(
+            (tp.topic.as_str(), tp.partition, offset),
+            ("my/topic", 3, 1234)
+        );
+        for bad in ["events/3", "events@3", "/3@1", "events/x@1", "events/3@"] {
+            assert!(parse_record(bad).is_err(), "{bad}");
+        }
+    }
+}

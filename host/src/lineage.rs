@@ -1,0 +1,506 @@
+//! Lineage queries, answered from the commit log and the files alone: which
+//! committed file holds a record, what a checkpoint committed, and whether
+//! the outputs hold exactly what the log says.
+
+use std::collections::{HashMap, HashSet};
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMillisecondType};
+use arrow_array::{Array, RecordBatch};
+use arrow_schema::DataType;
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::commit::{Commit, CommitError, CommitLog, CommittedFile, FileKind, TopicPartition};
+use crate::error::{Blame, Classify};
+use crate::sink::STAGING_DIR;
+use crate::store::Location;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LineageError {
+    #[error(transparent)]
+    Commit(#[from] CommitError),
+    #[error("reading {url}: {detail}")]
+    Read { url: String, detail: String },
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl Classify for LineageError {
+    fn blame(&self) -> Blame {
+        match self {
+            LineageError::Commit(e) => e.blame(),
+            LineageError::Read { .. } => Blame::Environment,
+            LineageError::NotFound(_) => Blame::User,
+        }
+    }
+}
+
+/// The plugin build and commit that made a file visible.
+#[derive(Debug, Clone, Serialize)]
+pub struct CommitInfo {
+    pub checkpoint: u64,
+    pub subtask: u32,
+    pub commit_seq: u64,
+    pub committed_at: String,
+    pub owner: String,
+    pub plugin_name: String,
+    pub plugin_version: String,
+    pub plugin_sha256: String,
+}
+
+impl From<&Commit> for CommitInfo {
+    fn from(c: &Commit) -> Self {
+        Self {
+            checkpoint: c.checkpoint,
+            subtask: c.owner.subtask,
+            commit_seq: c.seq,
+            committed_at: c.timestamp.clone(),
+            owner: c.owner.incarnation.clone(),
+            plugin_name: c.plugin.name.clone(),
+            plugin_version: c.plugin.version.clone(),
+            plugin_sha256: c.plugin.sha256.clone(),
+        }
+    }
+}
+
+/// Where one record went.
+#[derive(Debug, Serialize)]
+pub struct RecordTrace {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    #[serde(flatten)]
+    pub commit: CommitInfo,
+    #[serde(flatten)]
+    pub found: Found,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(tag = "output", rename_all = "lowercase")]
+pub enum Found {
+    /// Kept: the row as written.
+    Data {
+        file: String,
+        row: Json,
+    },
+    /// Kept, in one of these files: the plugin's columns carry no Kafka
+    /// offset to find the row by.
+    DataUnindexed {
+        files: Vec<String>,
+    },
+    Dropped {
+        file: String,
+        reason: String,
+    },
+    /// The commit accounts for the offset, but no file holds it: Kafka left
+    /// a gap there (a transaction marker, a compacted record).
+    Gap,
+}
+
+/// One file of a checkpoint, as the log records it and as the store has it.
+#[derive(Debug, Serialize)]
+pub struct FileState {
+    pub kind: String,
+    pub url: String,
+    pub topic: String,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub records: u64,
+    pub bytes: u64,
+    /// Whether the object is at its key with the recorded size.
+    pub visible: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RangeState {
+    pub topic: String,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub records: u64,
+}
+
+/// What one subtask's checkpoint committed.
+#[derive(Debug, Serialize)]
+pub struct CheckpointTrace {
+    #[serde(flatten)]
+    pub commit: CommitInfo,
+    /// `published` (every file visible) or `committed` (some not yet: the
+    /// next start of the subtask publishes them).
+    pub state: &'static str,
+    pub ranges: Vec<RangeState>,
+    pub files: Vec<FileState>,
+}
+
+/// The commit log and the two outputs, opened.
+pub struct Outputs {
+    pub log: CommitLog,
+    pub data: Location,
+    pub dropped: Location,
+}
+
+impl Outputs {
+    fn location(&self, kind: FileKind) -> &Location {
+        match kind {
+            FileKind::Data => &self.data,
+            FileKind::Dropped => &self.dropped,
+        }
+    }
+
+    /// Where a record went: the commit whose offset range holds it, and the
+    /// file of that commit that holds it.
+    pub async fn trace_record(
+        &self,
+        source: &TopicPartition,
+        offset: i64,
+    ) -> Result<RecordTrace, LineageError> {
+        let commits = self.log.commits().await?;
+        let Some(commit) = commits.iter().rev().find(|c| {
+            c.ranges
+                .iter()
+                .any(|r| r.source == *source && (r.first..=r.last).contains(&offset))
+        }) else {
+            let last = commits
+                .iter()
+                .flat_map(|c| &c.ranges)
+                .filter(|r| r.source == *source)
+                .map(|r| r.last)
+                .max();
+            return Err(LineageError::NotFound(match last {
+                Some(last) if offset > last => format!(
+                    "{source}@{offset} is not committed yet: the last committed offset of {source} is {last}"
+                ),
+                Some(_) => format!(
+                    "no commit accounts for {source}@{offset}: it was before the first offset consumed"
+                ),
+                None => format!("the commit log has nothing for {source}"),
+            }));
+        };
+        let holding = |kind: FileKind| -> Vec<&CommittedFile> {
+            commit
+                .files
+                .iter()
+                .filter(|f| {
+                    f.kind == kind
+                        && f.source == *source
+                        && (f.first_offset..=f.last_offset).contains(&offset)
+                })
+                .collect()
+        };
+        let mut found = Found::Gap;
+        for file in holding(FileKind::Dropped) {
+            if let Some(row) = self.find_row(file, offset).await? {
+                let reason = row["reason"].as_str().unwrap_or_default().to_owned();
+                found = Found::Dropped {
+                    file: file.url.clone(),
+                    reason,
+                };
+                break;
+            }
+        }
+        if matches!(found, Found::Gap) {
+            let data = holding(FileKind::Data);
+            let mut unindexed = Vec::new();
+            for file in &data {
+                match self.find_row_or_unindexed(file, offset).await? {
+                    Lookup::Row(row) => {
+                        found = Found::Data {
+                            file: file.url.clone(),
+                            row,
+                        };
+                        break;
+                    }
+                    Lookup::Unindexed => unindexed.push(file.url.clone()),
+                    Lookup::Absent => {}
+                }
+            }
+            if matches!(found, Found::Gap) && !unindexed.is_empty() {
+                found = Found::DataUnindexed { files: unindexed };
+            }
+        }
+        Ok(RecordTrace {
+            topic: source.topic.clone(),
+            partition: source.partition,
+            offset,
+            commit: commit.into(),
+            found,
+        })
+    }
+
+    /// What checkpoint `checkpoint` committed, per subtask (only `subtask`'s
+    /// if given).
+    pub async fn trace_checkpoint(
+        &self,
+        checkpoint: u64,
+        subtask: Option<u32>,
+    ) -> Result<Vec<CheckpointTrace>, LineageError> {
+        let commits = self.log.commits().await?;
+        let mut out = Vec::new();
+        for commit in commits
+            .iter()
+            .filter(|c| c.checkpoint == checkpoint && subtask.is_none_or(|s| s == c.owner.subtask))
+        {
+            let mut files = Vec::new();
+            for f in &commit.files {
+                files.push(FileState {
+                    kind: f.kind.to_string(),
+                    url: f.url.clone(),
+                    topic: f.source.topic.clone(),
+                    partition: f.source.partition,
+                    first_offset: f.first_offset,
+                    last_offset: f.last_offset,
+                    records: f.records,
+                    bytes: f.bytes,
+                    visible: self.size(f).await? == Some(f.bytes),
+                });
+            }
+            out.push(CheckpointTrace {
+                commit: commit.into(),
+                state: if files.iter().all(|f| f.visible) {
+                    "published"
+                } else {
+                    "committed"
+                },
+                ranges: commit
+                    .ranges
+                    .iter()
+                    .map(|r| RangeState {
+                        topic: r.source.topic.clone(),
+                        partition: r.source.partition,
+                        first_offset: r.first,
+                        last_offset: r.last,
+                        records: r.records,
+                    })
+                    .collect(),
+                files,
+            });
+        }
+        if out.is_empty() {
+            return Err(LineageError::NotFound(format!(
+                "no commit of checkpoint {checkpoint}{}",
+                subtask.map_or(String::new(), |s| format!(" by subtask {s}"))
+            )));
+        }
+        Ok(out)
+    }
+
+    /// Checks every committed file against the store, and every object under
+    /// the outputs against the log.
+    pub async fn verify(&self) -> Result<Verification, LineageError> {
+        let commits = self.log.commits().await?;
+        let mut v = Verification {
+            commits: commits.len() as u64,
+            ..Verification::default()
+        };
+        let mut known: HashMap<FileKind, HashSet<object_store::path::Path>> = HashMap::new();
+        for commit in &commits {
+            for f in &commit.files {
+                v.files += 1;
+                known
+                    .entry(f.kind)
+                    .or_default()
+                    .insert(self.location(f.kind).path(&f.key));
+                match self.size(f).await? {
+                    None => v.missing.push(Problem {
+                        url: f.url.clone(),
+                        checkpoint: commit.checkpoint,
+                        subtask: commit.owner.subtask,
+                        detail: "not found".into(),
+                    }),
+                    Some(size) if size != f.bytes => v.wrong_size.push(Problem {
+                        url: f.url.clone(),
+                        checkpoint: commit.checkpoint,
+                        subtask: commit.owner.subtask,
+                        detail: format!("{size} bytes, the log records {}", f.bytes),
+                    }),
+                    Some(_) => {}
+                }
+            }
+        }
+        let log_root = self.log.location().url_of("");
+        for kind in [FileKind::Data, FileKind::Dropped] {
+            let location = self.location(kind);
+            let known = known.remove(&kind).unwrap_or_default();
+            let staging = location.path(STAGING_DIR);
+            let listed: Vec<object_store::ObjectMeta> = location
+                .store
+                .list(Some(&location.prefix))
+                .try_collect()
+                .await
+                .map_err(|e| LineageError::Read {
+                    url: location.url_of(""),
+                    detail: e.to_string(),
+                })?;
+            for meta in listed {
+                if known.contains(&meta.location) {
+                    continue;
+                }
+                let key = meta
+                    .location
+                    .prefix_match(&location.prefix)
+                    .map(|parts| {
+                        parts
+                            .map(|p| p.as_ref().to_owned())
+                            .collect::<Vec<_>>()
+                            .join("/")
+                    })
+                    .unwrap_or_else(|| meta.location.to_string());
+                let url = location.url_of(&key);
+                if url.starts_with(&log_root) {
+                    continue;
+                }
+                if meta.location.prefix_matches(&staging) {
+                    v.staged.push(url);
+                } else {
+                    v.unaccounted.push(url);
+                }
+            }
+        }
+        Ok(v)
+    }
+
+    /// The object's size, or `None` if it is not there.
+    async fn size(&self, f: &CommittedFile) -> Result<Option<u64>, LineageError> {
+        let location = self.location(f.kind);
+        match location.store.head(&location.path(&f.key)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(LineageError::Read {
+                url: f.url.clone(),
+                detail: e.to_string(),
+            }),
+        }
+    }
+
+    async fn find_row(&self, f: &CommittedFile, offset: i64) -> Result<Option<Json>, LineageError> {
+        Ok(match self.find_row_or_unindexed(f, offset).await? {
+            Lookup::Row(row) => Some(row),
+            Lookup::Unindexed | Lookup::Absent => None,
+        })
+    }
+
+    async fn find_row_or_unindexed(
+        &self,
+        f: &CommittedFile,
+        offset: i64,
+    ) -> Result<Lookup, LineageError> {
+        let location = self.location(f.kind);
+        let read = |detail: String| LineageError::Read {
+            url: f.url.clone(),
+            detail,
+        };
+        let bytes = location
+            .store
+            .get(&location.path(&f.key))
+            .await
+            .map_err(|e| read(e.to_string()))?
+            .bytes()
+            .await
+            .map_err(|e| read(e.to_string()))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|e| read(e.to_string()))?;
+        // Dropped files always have these; data files when the plugin
+        // writes them (as the seed's enrichment does).
+        let (partition_col, offset_col) = ("kafka_partition", "kafka_offset");
+        for batch in reader {
+            let batch = batch.map_err(|e| read(e.to_string()))?;
+            let Some(offsets) = batch
+                .column_by_name(offset_col)
+                .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            else {
+                return Ok(Lookup::Unindexed);
+            };
+            let partitions = batch
+                .column_by_name(partition_col)
+                .and_then(|c| c.as_primitive_opt::<Int32Type>());
+            for row in 0..batch.num_rows() {
+                if offsets.is_valid(row)
+                    && offsets.value(row) == offset
+                    && partitions.is_none_or(|p| p.value(row) == f.source.partition)
+                {
+                    return Ok(Lookup::Row(row_json(&batch, row)));
+                }
+            }
+        }
+        Ok(Lookup::Absent)
+    }
+}
+
+enum Lookup {
+    Row(Json),
+    Unindexed,
+    Absent,
+}
+
+/// A problem with one committed file.
+#[derive(Debug, Serialize)]
+pub struct Problem {
+    pub url: String,
+    pub checkpoint: u64,
+    pub subtask: u32,
+    pub detail: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Verification {
+    pub commits: u64,
+    pub files: u64,
+    pub missing: Vec<Problem>,
+    pub wrong_size: Vec<Problem>,
+    /// Objects under the outputs that no commit names.
+    pub unaccounted: Vec<String>,
+    /// Files still being written, or left by a crash (the next start of
+    /// their subtask removes them).
+    pub staged: Vec<String>,
+}
+
+impl Verification {
+    pub fn ok(&self) -> bool {
+        self.missing.is_empty() && self.wrong_size.is_empty() && self.unaccounted.is_empty()
+    }
+}
+
+/// One row as JSON, for the column types Lineage writes.
+fn row_json(batch: &RecordBatch, row: usize) -> Json {
+    let mut out = serde_json::Map::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        let value = if column.is_null(row) {
+            Json::Null
+        } else {
+            match field.data_type() {
+                DataType::Utf8 => column.as_string::<i32>().value(row).into(),
+                DataType::LargeUtf8 => column.as_string::<i64>().value(row).into(),
+                DataType::Binary => bytes_json(column.as_binary::<i32>().value(row)),
+                DataType::LargeBinary => bytes_json(column.as_binary::<i64>().value(row)),
+                DataType::Boolean => column.as_boolean().value(row).into(),
+                DataType::Int32 => column.as_primitive::<Int32Type>().value(row).into(),
+                DataType::Int64 => column.as_primitive::<Int64Type>().value(row).into(),
+                DataType::Float64 => column.as_primitive::<Float64Type>().value(row).into(),
+                DataType::Timestamp(_, _) => column
+                    .as_primitive_opt::<TimestampMillisecondType>()
+                    .map_or(Json::Null, |c| c.value(row).into()),
+                other => format!("({other})").into(),
+            }
+        };
+        out.insert(field.name().clone(), value);
+    }
+    Json::Object(out)
+}
+
+/// UTF-8 as text, anything else as hex.
+fn bytes_json(b: &[u8]) -> Json {
+    match std::str::from_utf8(b) {
+        Ok(s) => s.into(),
+        Err(_) => b
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+            .into(),
+    }
+}
