@@ -13,7 +13,7 @@ use crate::pipeline_support::{
 const PARTITIONS: i32 = 4;
 
 /// A plain HTTP/1.1 GET: (status, body).
-fn get(address: &str, path: &str) -> (u16, String) {
+pub fn get(address: &str, path: &str) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(address).expect("connect to the metrics port");
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -40,7 +40,16 @@ fn get(address: &str, path: &str) -> (u16, String) {
 }
 
 /// `name{labels}` → value, for every sample of a text exposition.
-fn samples(text: &str) -> BTreeMap<String, f64> {
+/// Where a run serves /metrics, from its log.
+pub fn metrics_address(log: &str) -> String {
+    log.lines()
+        .find(|l| l.contains("serving /metrics"))
+        .and_then(|l| l.split("address=").nth(1))
+        .map(|a| a.split_whitespace().next().unwrap().to_owned())
+        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
+}
+
+pub fn samples(text: &str) -> BTreeMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
         .map(|l| {
@@ -74,13 +83,7 @@ fn metrics_count_what_was_produced_and_the_probes_answer() {
     let contents = broker.contents("events", PARTITIONS, 8_000);
 
     let run = Lineage::start_ready(&broker, "events", &paths, &[]);
-    let log = paths.log();
-    let address = log
-        .lines()
-        .find(|l| l.contains("serving /metrics"))
-        .and_then(|l| l.split("address=").nth(1))
-        .map(|a| a.split_whitespace().next().unwrap().to_owned())
-        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"));
+    let address = metrics_address(&paths.log());
     assert_eq!(get(&address, "/healthz").0, 200);
     assert_eq!(get(&address, "/readyz").0, 200);
     assert_eq!(get(&address, "/nothing").0, 404);

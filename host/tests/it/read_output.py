@@ -7,10 +7,12 @@ the endpoint and keys from the AWS_* environment), and prints one JSON
 document:
 
   data:      [[partition, offset, uuid, timestamp, checkpoint_id, file], ...]
-  dropped:   [[partition, offset, reason, checkpoint_id, file], ...]
+             (uuid is "user_key:<key>" for files of the pseudonymize plugin)
+  dropped:   [[partition, offset, reason, checkpoint_id, file, plugin_sha256], ...]
   visible:   every .parquet file under the two outputs, as a URL or path
   committed: {file: checkpoint_id} for every data/dropped file the commit
              log lists
+  plugins:   {file: plugin_sha256} from the same rows
   duckdb_rows: the data row count as DuckDB counts it
 
 Usage: read_output.py OUTPUT DROPPED COMMIT_LOG
@@ -59,7 +61,7 @@ def parquet_files(url):
 
 
 def main(output, dropped, wal):
-    doc = {"data": [], "dropped": [], "visible": [], "committed": {}}
+    doc = {"data": [], "dropped": [], "visible": [], "committed": {}, "plugins": {}}
     tables = []
     for filesystem, path, name in parquet_files(output):
         doc["visible"].append(name)
@@ -70,7 +72,7 @@ def main(output, dropped, wal):
             doc["data"].append([
                 t["kafka_partition"][i],
                 t["kafka_offset"][i],
-                t["uuid"][i],
+                t["uuid"][i] if "uuid" in t else "user_key:" + t["user_key"][i],
                 t["timestamp"][i],
                 t["checkpoint_id"][i],
                 name,
@@ -85,6 +87,7 @@ def main(output, dropped, wal):
                 t["reason"][i],
                 t["checkpoint_id"][i],
                 name,
+                t["plugin_sha256"][i],
             ])
     filesystem, base, _ = open_root(wal)
     views = [
@@ -100,6 +103,7 @@ def main(output, dropped, wal):
                 if row["s3_key"] in doc["committed"]:
                     raise SystemExit(f"{row['s3_key']} is committed twice")
                 doc["committed"][row["s3_key"]] = int(row["checkpoint_id"])
+                doc["plugins"][row["s3_key"]] = row["plugin_sha256"]
     if not doc["data"]:
         doc["duckdb_rows"] = 0
     elif output.startswith("s3://"):
@@ -112,7 +116,7 @@ def main(output, dropped, wal):
     else:
         pattern = os.path.join(os.path.abspath(output), "**", "*.parquet")
         doc["duckdb_rows"] = duckdb.sql(
-            f"select count(*) from read_parquet('{pattern}', hive_partitioning = true)"
+            f"select count(*) from read_parquet('{pattern}', hive_partitioning = true, union_by_name = true)"
         ).fetchall()[0][0]
     json.dump(doc, sys.stdout)
 

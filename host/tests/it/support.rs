@@ -17,6 +17,9 @@ pub fn repo_root() -> &'static Path {
 
 pub struct Components {
     pub enrich: PathBuf,
+    pub pseudonymize: PathBuf,
+    /// The Python build of enrich (componentize-py).
+    pub enrich_py: PathBuf,
     pub hostile: PathBuf,
 }
 
@@ -34,6 +37,8 @@ pub fn components() -> &'static Components {
         assert!(status.success(), "scripts/build-plugins.sh --test failed");
         Components {
             enrich: root.join("plugins/enrich.wasm"),
+            pseudonymize: root.join("plugins/pseudonymize.wasm"),
+            enrich_py: root.join("plugins/enrich-py.wasm"),
             hostile: root.join("target/test-plugins/hostile.wasm"),
         }
     })
