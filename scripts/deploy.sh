@@ -8,7 +8,8 @@
 #
 # The plugin goes into the ConfigMap lineage-plugin from PLUGIN (default
 # plugins/enrich.wasm); a new plugin is a new deploy, no image build needed
-# (SKIP_IMAGE=1 skips it). --dry-run prints the commands instead.
+# (SKIP_IMAGE=1 skips it) and no restart: the pods switch to it at their
+# next checkpoint. --dry-run prints the commands instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -83,16 +84,16 @@ fi
 if $dry_run; then
 	echo "+ kubectl create namespace $namespace --dry-run=client -o yaml | kubectl apply -f -"
 	echo "+ kubectl create configmap lineage-plugin --namespace $namespace --from-file=plugin.wasm=$plugin --dry-run=client -o yaml | kubectl apply -f -"
-	revision="<sha256 of $plugin>"
 else
 	kubectl create namespace "$namespace" --dry-run=client -o yaml | kubectl apply -f -
 	kubectl create configmap lineage-plugin --namespace "$namespace" \
 		--from-file=plugin.wasm="$plugin" --dry-run=client -o yaml | kubectl apply -f -
-	revision="$(sha256sum "$plugin" | cut -c1-16)"
 fi
+# The pods are not rolled for a new plugin: each one sees the ConfigMap
+# change under /plugin and switches at its next checkpoint.
 run helm upgrade --install "$release" helm/lineage --namespace "$namespace" \
 	-f "$values" --set image.repository="$image" --set image.tag="$tag" \
-	--set plugin.revision="$revision" --wait --timeout 10m
+	--wait --timeout 10m
 if $dry_run; then
 	say "dry run: nothing was changed"
 	exit 0

@@ -121,7 +121,7 @@ impl Worker {
                     Ok(())
                 }
                 WorkerMsg::Swap(plugin) => {
-                    self.plugin = PluginWorker::new(plugin.clone());
+                    self.plugin.swap(plugin.clone());
                     self.cx.switch_plugin(plugin);
                     Ok(())
                 }

@@ -7,7 +7,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::component::Plugin;
@@ -48,10 +47,10 @@ fn look(path: &Path) -> Option<Seen> {
     })
 }
 
-/// Stops the watcher when dropped.
+/// Stops the watcher when dropped. Its thread is not waited for: it may be
+/// compiling a large component, and a stop must not wait on that.
 pub struct Watcher {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
     sighup: Option<signal_hook::SigId>,
 }
 
@@ -60,9 +59,6 @@ impl Drop for Watcher {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(id) = self.sighup.take() {
             signal_hook::low_level::unregister(id);
-        }
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
         }
     }
 }
@@ -82,7 +78,7 @@ pub fn watch(
         .map_err(|e| PluginError::Config(format!("installing the SIGHUP handler: {e}")))?;
     let mut in_use = current.identity().sha256.clone();
     let mut seen = look(&path);
-    let thread = {
+    {
         let stop = stop.clone();
         std::thread::Builder::new()
             .name("lineage-plugin-watch".into())
@@ -104,7 +100,11 @@ pub fn watch(
                     if asked {
                         tracing::info!(path = %path.display(), "SIGHUP: checking the plugin");
                     }
-                    match runtime.load(&path) {
+                    let loaded = runtime.load(&path);
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    match loaded {
                         Ok(plugin) if plugin.identity().sha256 == in_use => {
                             tracing::info!(plugin = %plugin.identity(), "plugin unchanged");
                         }
@@ -116,11 +116,10 @@ pub fn watch(
                     }
                 }
             })
-            .map_err(|e| PluginError::Config(format!("starting the plugin watcher: {e}")))?
-    };
+            .map_err(|e| PluginError::Config(format!("starting the plugin watcher: {e}")))?;
+    }
     Ok(Watcher {
         stop,
-        thread: Some(thread),
         sighup: Some(sighup),
     })
 }

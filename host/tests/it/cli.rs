@@ -256,7 +256,7 @@ fn bench_reports_rates_for_every_path() {
         "wasm, fuel metered",
         "wasm, no fuel",
         "native",
-        "wasm/native at batch 64",
+        "wasm/native enrich at batch 64",
         "peak RSS: ",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");

@@ -139,6 +139,10 @@ fn the_defaults_run_a_statefulset_whose_ordinal_is_the_subtask_with_probes_and_t
         .unwrap();
     assert_eq!(volume["configMap"]["items"][0]["path"], "plugin.wasm");
     assert_eq!(volume["configMap"]["name"], "lineage-plugin");
+    // A ConfigMap mounted whole, not by subPath, is updated in the running
+    // pod, and the pod looks for it: a new plugin needs no restart.
+    assert!(mount.get("subPath").is_none(), "{mount}");
+    assert_eq!(value(c, "PLUGIN_WATCH_INTERVAL"), "10s");
     // Probes on the endpoints `lineage run` serves, where it serves them.
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");

@@ -633,11 +633,14 @@ pub fn assert_exactly_once(contents: &Contents, output: &Output) -> (usize, usiz
     assert_exactly_once_by(contents, output, |_| Expect::ENRICH)
 }
 
+/// A plugin's decision on a record value.
+pub type Outcome = fn(Option<&[u8]>) -> Result<(String, i64), String>;
+
 /// What a plugin makes of a record value: the kept row's first column
 /// (uuid, or `user_key:` and the key) and event time, or the drop reason.
 #[derive(Clone, Copy)]
 pub struct Expect {
-    pub outcome: fn(Option<&[u8]>) -> Result<(String, i64), String>,
+    pub outcome: Outcome,
     /// Compare only the reason's class (the text before the first colon):
     /// another language's plugin words its messages its own way.
     pub reason_class_only: bool,

@@ -2,8 +2,13 @@
 //! `enrich-py` (Python, componentize-py), in the real runtime and through
 //! `lineage plugin test`, against the Rust enrich as the reference.
 
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
 use lineage::events::{self, EventKind};
 use lineage::plugin::{ColumnType, KafkaRecord, OutcomeRef, PluginWorker, ValueRef};
+use serde_json::Value as Json;
 
 use crate::support::{components, config, load};
 
@@ -148,4 +153,138 @@ fn pseudonymize_replaces_the_id_with_its_keyed_hash_and_applies_the_rule() {
         ]
     );
     assert!(reasons[2].starts_with("uuid: "), "{}", reasons[2]);
+}
+
+/// A fenced code block of plugins/README.md, by what precedes it.
+fn guide_block(after: &str, language: &str) -> String {
+    let guide = std::fs::read_to_string(crate::support::repo_root().join("plugins/README.md"))
+        .expect("plugins/README.md");
+    let start = guide
+        .find(after)
+        .unwrap_or_else(|| panic!("the guide has no {after:?}"));
+    let fence = format!("```{language}\n");
+    let body = &guide[start..];
+    let open = body.find(&fence).expect("a code block") + fence.len();
+    let close = body[open..].find("```").expect("its end");
+    body[open..open + close].to_owned()
+}
+
+/// Runs `lineage plugin test` on a built example over three records.
+fn run_example(component: &Path) -> Vec<Json> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lineage"))
+        .args(["plugin", "test"])
+        .arg(component)
+        .args(["--input", "-"])
+        .env(
+            "PLUGIN_CACHE_DIR",
+            crate::support::repo_root().join("target/test-plugin-cache"),
+        )
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"{\"value\": \"aGVsbG8=\"}\n{\"value\": \"\"}\n{\"value\": \"/w==\"}\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn assert_upper(lines: &[Json]) {
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert_eq!(lines[0]["row"]["text"], "HELLO", "{lines:?}");
+    assert_eq!(lines[1]["reason"], "empty value", "{lines:?}");
+    assert!(
+        lines[2]["reason"].as_str().unwrap().starts_with("utf-8: "),
+        "{lines:?}"
+    );
+}
+
+/// The guide's examples, built as it says and run as it says: the guide
+/// must not rot.
+#[test]
+fn the_guide_examples_build_and_run() {
+    let root = crate::support::repo_root();
+    components();
+    let dir = tempfile::tempdir().unwrap();
+    let copy_wit = |to: &Path| {
+        std::fs::create_dir_all(to.join("wit")).unwrap();
+        std::fs::copy(root.join("wit/plugin.wit"), to.join("wit/plugin.wit")).unwrap();
+    };
+
+    let py = dir.path().join("python");
+    copy_wit(&py);
+    std::fs::write(py.join("app.py"), guide_block("`app.py`:", "python")).unwrap();
+    let componentize = crate::pipeline_support::tool(
+        crate::pipeline_support::tools_dir().join("python/bin/componentize-py"),
+    );
+    let status = Command::new(componentize)
+        .args([
+            "-d",
+            "wit",
+            "-w",
+            "plugin",
+            "componentize",
+            "app",
+            "-o",
+            "upper.wasm",
+        ])
+        .current_dir(&py)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_upper(&run_example(&py.join("upper.wasm")));
+
+    let rust = dir.path().join("rust");
+    copy_wit(&rust);
+    std::fs::create_dir_all(rust.join("src")).unwrap();
+    std::fs::write(
+        rust.join("src/lib.rs"),
+        guide_block("`src/lib.rs`:", "rust"),
+    )
+    .unwrap();
+    // What `cargo new --lib` and `cargo add wit-bindgen@0.63` write, plus
+    // the guide's [lib]; offline, from the crates this workspace locked.
+    std::fs::write(
+        rust.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"my-plugin\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[dependencies]\nwit-bindgen = \"0.63\"\n\n{}\n[workspace]\n",
+            guide_block("In `Cargo.toml`:", "toml")
+        ),
+    )
+    .unwrap();
+    std::fs::copy(root.join("Cargo.lock"), rust.join("Cargo.lock")).unwrap();
+    let target = root.join("target/guide-example");
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--quiet",
+            "--offline",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+        ])
+        .env("CARGO_TARGET_DIR", &target)
+        .current_dir(&rust)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_upper(&run_example(
+        &target.join("wasm32-wasip2/release/my_plugin.wasm"),
+    ));
 }

@@ -10,6 +10,8 @@
 //!
 //! Decoding and validation are the `enrich` plugin's, reused as a library.
 
+use std::sync::LazyLock;
+
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -62,8 +64,13 @@ pub fn pseudonymize(
     Ok((user_key(&event.uuid), event.timestamp))
 }
 
+/// The key's inner and outer pads hashed once; each record clones it
+/// (half the SHA-256 work of keying a new HMAC per record).
+static KEYED: LazyLock<Hmac<Sha256>> =
+    LazyLock::new(|| Hmac::new_from_slice(KEY.as_bytes()).expect("HMAC takes any key"));
+
 pub fn user_key(id: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(KEY.as_bytes()).expect("HMAC takes any key");
+    let mut mac = KEYED.clone();
     mac.update(id.as_bytes());
     let digest = mac.finalize().into_bytes();
     let mut out = String::with_capacity(KEY_DIGITS);
