@@ -77,7 +77,9 @@ pub fn watch(
     let sighup = signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())
         .map_err(|e| PluginError::Config(format!("installing the SIGHUP handler: {e}")))?;
     let mut in_use = current.identity().sha256.clone();
-    let mut seen = look(&path);
+    // Not what is there now: a file replaced since `current` was read must
+    // be seen at the first check.
+    let mut seen = None;
     {
         let stop = stop.clone();
         std::thread::Builder::new()
@@ -106,7 +108,9 @@ pub fn watch(
                     }
                     match loaded {
                         Ok(plugin) if plugin.identity().sha256 == in_use => {
-                            tracing::info!(plugin = %plugin.identity(), "plugin unchanged");
+                            if asked {
+                                tracing::info!(plugin = %plugin.identity(), "plugin unchanged");
+                            }
                         }
                         Ok(plugin) => {
                             in_use = plugin.identity().sha256.clone();
