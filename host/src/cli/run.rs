@@ -71,6 +71,27 @@ impl S3Args {
     }
 }
 
+/// Where the pipeline writes; `lineage trace` and `lineage log verify` read
+/// the same settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PathArgs {
+    /// Where kept rows go: a directory, file://, s3://bucket/prefix or
+    /// memory://name/prefix.
+    #[arg(long = "output-path", env = "OUTPUT_PATH")]
+    pub output_path: String,
+
+    /// Where dropped records go.
+    #[arg(long = "dropped-path", env = "DROPPED_PATH")]
+    pub dropped_path: String,
+
+    /// The write-ahead commit log.
+    #[arg(
+        long = "write-ahead-commit-log-path",
+        env = "WRITE_AHEAD_COMMIT_LOG_PATH"
+    )]
+    pub commit_log_path: String,
+}
+
 pub const DEFAULT_MEMORY_BUDGET: u64 = 128 << 20;
 /// The same, as `--help` shows it.
 pub const DEFAULT_MEMORY_BUDGET_TEXT: &str = "128MiB";
@@ -98,21 +119,8 @@ pub struct RunArgs {
     #[command(flatten)]
     pub s3: S3Args,
 
-    /// Where kept rows go: a directory, file://, s3://bucket/prefix or
-    /// memory://name/prefix.
-    #[arg(long = "output-path", env = "OUTPUT_PATH")]
-    pub output_path: String,
-
-    /// Where dropped records go.
-    #[arg(long = "dropped-path", env = "DROPPED_PATH")]
-    pub dropped_path: String,
-
-    /// The write-ahead commit log.
-    #[arg(
-        long = "write-ahead-commit-log-path",
-        env = "WRITE_AHEAD_COMMIT_LOG_PATH"
-    )]
-    pub commit_log_path: String,
+    #[command(flatten)]
+    pub paths: PathArgs,
 
     /// The plugin component (.wasm), or a directory holding exactly one.
     /// A new component there (or SIGHUP) is loaded in the background and
@@ -203,9 +211,9 @@ impl RunArgs {
                 group_id: self.group_id.clone(),
                 properties: self.kafka.properties.clone(),
             },
-            output: self.output_path.clone(),
-            dropped: self.dropped_path.clone(),
-            commit_log: self.commit_log_path.clone(),
+            output: self.paths.output_path.clone(),
+            dropped: self.paths.dropped_path.clone(),
+            commit_log: self.paths.commit_log_path.clone(),
             s3: self.s3.settings(),
             plugin_path: self.plugin_path.clone(),
             plugin: self.plugin.clone(),

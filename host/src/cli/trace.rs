@@ -7,7 +7,7 @@ use crate::commit::{CommitLog, TopicPartition};
 use crate::lineage::{CheckpointTrace, Found, LineageError, Outputs, RecordTrace, Verification};
 use crate::store::{Location, StoreError};
 
-use super::run::S3Args;
+use super::run::{PathArgs, S3Args};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
@@ -17,6 +17,8 @@ pub enum TraceError {
     Lineage(#[from] LineageError),
     #[error("{0:?} is not TOPIC/PARTITION@OFFSET (e.g. events/3@1234)")]
     Record(String),
+    #[error("{setting}={path}: no such directory")]
+    NoDirectory { setting: &'static str, path: String },
     #[error("writing the answer: {0}")]
     Output(#[from] std::io::Error),
     #[error("starting the I/O runtime: {0}")]
@@ -29,7 +31,7 @@ impl crate::error::Classify for TraceError {
         match self {
             TraceError::Store(e) => e.blame(),
             TraceError::Lineage(e) => e.blame(),
-            TraceError::Record(_) => Blame::User,
+            TraceError::Record(_) | TraceError::NoDirectory { .. } => Blame::User,
             TraceError::Output(_) | TraceError::Runtime(_) => Blame::Environment,
         }
     }
@@ -38,20 +40,8 @@ impl crate::error::Classify for TraceError {
 /// Where the pipeline wrote: the same settings as `lineage run`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct OutputArgs {
-    /// Where kept rows went.
-    #[arg(long = "output-path", env = "OUTPUT_PATH")]
-    pub output_path: String,
-
-    /// Where dropped records went.
-    #[arg(long = "dropped-path", env = "DROPPED_PATH")]
-    pub dropped_path: String,
-
-    /// The write-ahead commit log.
-    #[arg(
-        long = "write-ahead-commit-log-path",
-        env = "WRITE_AHEAD_COMMIT_LOG_PATH"
-    )]
-    pub commit_log_path: String,
+    #[command(flatten)]
+    pub paths: PathArgs,
 
     #[command(flatten)]
     pub s3: S3Args,
@@ -63,15 +53,29 @@ pub struct OutputArgs {
 
 impl OutputArgs {
     fn open(&self) -> Result<Outputs, TraceError> {
-        let s3 = self.s3.settings();
+        let (s3, paths) = (self.s3.settings(), &self.paths);
+        // Opening a local location creates it; a query must not.
+        for (setting, url) in [
+            ("OUTPUT_PATH", &paths.output_path),
+            ("DROPPED_PATH", &paths.dropped_path),
+            ("WRITE_AHEAD_COMMIT_LOG_PATH", &paths.commit_log_path),
+        ] {
+            let local = url.strip_prefix("file://").unwrap_or(url);
+            if !local.contains("://") && !std::path::Path::new(local).is_dir() {
+                return Err(TraceError::NoDirectory {
+                    setting,
+                    path: url.clone(),
+                });
+            }
+        }
         Ok(Outputs {
             log: CommitLog::new(Location::open_with(
                 "WRITE_AHEAD_COMMIT_LOG_PATH",
-                &self.commit_log_path,
+                &paths.commit_log_path,
                 &s3,
             )?),
-            data: Location::open_with("OUTPUT_PATH", &self.output_path, &s3)?,
-            dropped: Location::open_with("DROPPED_PATH", &self.dropped_path, &s3)?,
+            data: Location::open_with("OUTPUT_PATH", &paths.output_path, &s3)?,
+            dropped: Location::open_with("DROPPED_PATH", &paths.dropped_path, &s3)?,
         })
     }
 }

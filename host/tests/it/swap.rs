@@ -65,6 +65,46 @@ fn checkpoints_by_plugin(output: &Output) -> BTreeMap<&str, Vec<i64>> {
     by
 }
 
+/// Lets the records produced during the swap arrive, produces `after` more
+/// for the new build, waits until all are committed and stops the run.
+/// Then checks exactly once, each file against the build the commit log
+/// names for it, and that the two builds are split by one checkpoint
+/// boundary, the first before it and the second after.
+fn finish(
+    broker: &Broker,
+    paths: &Paths,
+    run: Lineage,
+    producer: std::thread::JoinHandle<()>,
+    (during, after): (u64, u64),
+    [(first, first_expect), (second, second_expect)]: [(&str, Expect); 2],
+) -> Output {
+    producer.join().unwrap();
+    produce_in_background(broker, during, after, 0.0)
+        .join()
+        .unwrap();
+    let total = (during + after) as usize;
+    let contents = broker.contents("events", PARTITIONS, total);
+    wait_committed(paths, "events", &ends(&contents));
+    assert!(run.terminate().success(), "{}", paths.log());
+    let output = read_output(paths);
+    let (kept, dropped) = assert_exactly_once_by(&contents, &output, |file| {
+        match output.plugins[file].as_str() {
+            sha if sha == first => first_expect,
+            sha if sha == second => second_expect,
+            other => panic!("{file} names an unknown plugin build {other}"),
+        }
+    });
+    assert_eq!(kept + dropped, total);
+    let by = checkpoints_by_plugin(&output);
+    assert_eq!(by.len(), 2, "both builds wrote files: {by:?}");
+    let (before, after) = (&by[first], &by[second]);
+    assert!(
+        before.last().unwrap() < after.first().unwrap(),
+        "one boundary: {first} {before:?}, {second} {after:?}"
+    );
+    output
+}
+
 #[test]
 fn sighup_swaps_the_plugin_at_a_checkpoint_and_refuses_a_broken_one() {
     let broker = Broker::start();
@@ -91,7 +131,6 @@ fn sighup_swaps_the_plugin_at_a_checkpoint_and_refuses_a_broken_one() {
     // Records keep coming while the plugin is swapped; a second batch
     // after the switch makes sure the new plugin sees some.
     let (during, after) = (30_000, 10_000);
-    let total = during + after;
     let producer = produce_in_background(&broker, 0, during, 5_000.0);
     wait_or(
         "three checkpoints under the first plugin",
@@ -132,14 +171,17 @@ fn sighup_swaps_the_plugin_at_a_checkpoint_and_refuses_a_broken_one() {
         "{info:?}"
     );
 
-    producer.join().unwrap();
-    produce_in_background(&broker, during, after, 0.0)
-        .join()
-        .unwrap();
-    let contents = broker.contents("events", PARTITIONS, total as usize);
-    wait_committed(&paths, "events", &ends(&contents));
-    assert!(run.terminate().success(), "{}", paths.log());
-
+    let output = finish(
+        &broker,
+        &paths,
+        run,
+        producer,
+        (during, after),
+        [
+            (&enrich, Expect::ENRICH),
+            (&pseudonymize, Expect::PSEUDONYMIZE),
+        ],
+    );
     let log = paths.log();
     assert!(
         log.contains("not a valid WebAssembly component") || log.contains("does not implement"),
@@ -149,24 +191,7 @@ fn sighup_swaps_the_plugin_at_a_checkpoint_and_refuses_a_broken_one() {
         count(&log, "checkpoint committed") > committed_before,
         "the pipeline went on committing with the old plugin while refusing the new one"
     );
-    let output = read_output(&paths);
-    let (kept, dropped) = assert_exactly_once_by(&contents, &output, |file| {
-        match output.plugins[file].as_str() {
-            sha if sha == enrich => Expect::ENRICH,
-            sha if sha == pseudonymize => Expect::PSEUDONYMIZE,
-            other => panic!("{file} names an unknown plugin build {other}"),
-        }
-    });
-    assert_eq!(kept + dropped, total as usize);
-    // One boundary: every checkpoint before it is enrich's, every one after
-    // it pseudonymize's, and both wrote files.
-    let by = checkpoints_by_plugin(&output);
-    assert_eq!(by.len(), 2, "{by:?}");
-    let (first, second) = (&by[enrich.as_str()], &by[pseudonymize.as_str()]);
-    assert!(
-        first.last().unwrap() < second.first().unwrap(),
-        "enrich {first:?}, pseudonymize {second:?}"
-    );
+    let kept = output.data.len();
     let pseudonymized = output
         .data
         .iter()
@@ -225,7 +250,6 @@ fn a_new_file_is_picked_up_the_python_plugin_takes_over_and_trace_answers_from_t
         ],
     );
     let (during, after) = (20_000, 10_000);
-    let total = during + after;
     let producer = produce_in_background(&broker, 0, during, 2_000.0);
     wait_or(
         "two checkpoints under the first plugin",
@@ -240,24 +264,14 @@ fn a_new_file_is_picked_up_the_python_plugin_takes_over_and_trace_answers_from_t
         || count(&paths.log(), "plugin switched") == 1,
         || paths.log(),
     );
-    producer.join().unwrap();
-    produce_in_background(&broker, during, after, 0.0)
-        .join()
-        .unwrap();
-    let contents = broker.contents("events", PARTITIONS, total as usize);
-    wait_committed(&paths, "events", &ends(&contents));
-    assert!(run.terminate().success(), "{}", paths.log());
-
-    let output = read_output(&paths);
-    assert_exactly_once_by(&contents, &output, |file| {
-        match output.plugins[file].as_str() {
-            sha if sha == enrich => Expect::ENRICH,
-            sha if sha == python => Expect::ENRICH_PY,
-            other => panic!("{file} names an unknown plugin build {other}"),
-        }
-    });
-    let by = checkpoints_by_plugin(&output);
-    assert_eq!(by.len(), 2, "both builds wrote files: {by:?}");
+    let output = finish(
+        &broker,
+        &paths,
+        run,
+        producer,
+        (during, after),
+        [(&enrich, Expect::ENRICH), (&python, Expect::ENRICH_PY)],
+    );
 
     // trace: a kept record of each build and a dropped one.
     let kept_by = |sha: &str| {
@@ -356,4 +370,24 @@ fn a_new_file_is_picked_up_the_python_plugin_takes_over_and_trace_answers_from_t
         "{out}"
     );
     assert!(out.contains("PROBLEMS"), "{out}");
+
+    // A query creates nothing: a wrong path is an error that names it.
+    let wrong = Path::new(&paths.output).with_file_name("no-such-output");
+    let out = Command::new(env!("CARGO_BIN_EXE_lineage"))
+        .args(["log", "verify"])
+        .env("OUTPUT_PATH", &wrong)
+        .env("DROPPED_PATH", &paths.dropped)
+        .env("WRITE_AHEAD_COMMIT_LOG_PATH", &paths.wal)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains(&format!(
+            "OUTPUT_PATH={}: no such directory",
+            wrong.display()
+        )),
+        "{err}"
+    );
+    assert!(!wrong.exists());
 }
