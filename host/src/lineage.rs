@@ -194,7 +194,7 @@ impl Outputs {
         };
         let mut found = Found::Gap;
         for file in holding(FileKind::Dropped) {
-            if let Some(row) = self.find_row(file, offset).await? {
+            if let Lookup::Row(row) = self.find_row(file, offset).await? {
                 let reason = row["reason"].as_str().unwrap_or_default().to_owned();
                 found = Found::Dropped {
                     file: file.url.clone(),
@@ -207,7 +207,7 @@ impl Outputs {
             let data = holding(FileKind::Data);
             let mut unindexed = Vec::new();
             for file in &data {
-                match self.find_row_or_unindexed(file, offset).await? {
+                match self.find_row(file, offset).await? {
                     Lookup::Row(row) => {
                         found = Found::Data {
                             file: file.url.clone(),
@@ -377,18 +377,8 @@ impl Outputs {
         }
     }
 
-    async fn find_row(&self, f: &CommittedFile, offset: i64) -> Result<Option<Json>, LineageError> {
-        Ok(match self.find_row_or_unindexed(f, offset).await? {
-            Lookup::Row(row) => Some(row),
-            Lookup::Unindexed | Lookup::Absent => None,
-        })
-    }
-
-    async fn find_row_or_unindexed(
-        &self,
-        f: &CommittedFile,
-        offset: i64,
-    ) -> Result<Lookup, LineageError> {
+    /// The row of `offset` in `f`, found by its Kafka coordinates.
+    async fn find_row(&self, f: &CommittedFile, offset: i64) -> Result<Lookup, LineageError> {
         let location = self.location(f.kind);
         let read = |detail: String| LineageError::Read {
             url: f.url.clone(),
@@ -405,19 +395,18 @@ impl Outputs {
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .and_then(|b| b.build())
             .map_err(|e| read(e.to_string()))?;
-        // Dropped files always have these; data files when the plugin
-        // writes them (as the seed's enrichment does).
-        let (partition_col, offset_col) = ("kafka_partition", "kafka_offset");
+        // Dropped files always have these columns; data files when the
+        // plugin writes them (as the seed's enrichment does).
         for batch in reader {
             let batch = batch.map_err(|e| read(e.to_string()))?;
             let Some(offsets) = batch
-                .column_by_name(offset_col)
+                .column_by_name("kafka_offset")
                 .and_then(|c| c.as_primitive_opt::<Int64Type>())
             else {
                 return Ok(Lookup::Unindexed);
             };
             let partitions = batch
-                .column_by_name(partition_col)
+                .column_by_name("kafka_partition")
                 .and_then(|c| c.as_primitive_opt::<Int32Type>());
             for row in 0..batch.num_rows() {
                 if offsets.is_valid(row)

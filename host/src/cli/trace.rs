@@ -242,19 +242,14 @@ fn print_checkpoint(t: &CheckpointTrace, out: &mut impl Write) -> std::io::Resul
 }
 
 fn print_verification(v: &Verification, out: &mut impl Write) -> std::io::Result<()> {
-    for p in &v.missing {
-        writeln!(
-            out,
-            "missing     {} (checkpoint {}, subtask {}): {}",
-            p.url, p.checkpoint, p.subtask, p.detail
-        )?;
-    }
-    for p in &v.wrong_size {
-        writeln!(
-            out,
-            "wrong size  {} (checkpoint {}, subtask {}): {}",
-            p.url, p.checkpoint, p.subtask, p.detail
-        )?;
+    for (what, problems) in [("missing", &v.missing), ("wrong size", &v.wrong_size)] {
+        for p in problems {
+            writeln!(
+                out,
+                "{what:<11} {} (checkpoint {}, subtask {}): {}",
+                p.url, p.checkpoint, p.subtask, p.detail
+            )?;
+        }
     }
     for u in &v.unaccounted {
         writeln!(out, "unaccounted {u}: no committed checkpoint names it")?;

@@ -152,5 +152,10 @@ mod tests {
             None,
             "two components: which one is meant?"
         );
+        let error = component_path(dir.path()).unwrap_err().to_string();
+        assert!(
+            error.contains("exactly one *.wasm component; it holds 2 (other.wasm, plugin.wasm)"),
+            "{error}"
+        );
     }
 }

@@ -10,27 +10,35 @@ use serde_json::Value as Json;
 use crate::pipeline_support::{tool, tools_dir};
 use crate::support::repo_root;
 
+/// Runs a checking script of the repository with the tools venv's Python
+/// and parses the JSON it prints.
+fn python_json(script: &str, args: &[String]) -> Json {
+    let out = Command::new(tool(tools_dir().join("python/bin/python")))
+        .arg(repo_root().join(script))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(
+        out.status.success(),
+        "{script} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} JSON: {e}"))
+}
+
 /// values file → its lint report and rendered objects.
 fn render(values: &[&str]) -> Json {
     let chart = repo_root().join("helm/lineage");
-    let out = Command::new(tool(tools_dir().join("python/bin/python")))
-        .arg(repo_root().join("helm/tests/render.py"))
-        .arg(&chart)
-        .args(values.iter().map(|v| {
+    let args: Vec<String> = std::iter::once(chart.display().to_string())
+        .chain(values.iter().map(|v| {
             if *v == "-" {
                 "-".to_owned()
             } else {
                 chart.join(v).display().to_string()
             }
         }))
-        .output()
-        .expect("run render.py");
-    assert!(
-        out.status.success(),
-        "render.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let rendered: Json = serde_json::from_slice(&out.stdout).expect("render.py JSON");
+        .collect();
+    let rendered = python_json("helm/tests/render.py", &args);
     // Keyed by file name only, whatever path was passed.
     let mut by_name = serde_json::Map::new();
     for (k, v) in rendered.as_object().unwrap() {
@@ -426,17 +434,10 @@ fn env_names(subcommand: &str) -> Vec<String> {
 /// the settings `lineage` reads.
 #[test]
 fn the_compose_file_follows_the_compose_spec_and_sets_only_real_settings() {
-    let out = Command::new(tool(tools_dir().join("python/bin/python")))
-        .arg(repo_root().join("host/tests/it/check_compose.py"))
-        .arg(repo_root().join("docker-compose.yml"))
-        .output()
-        .expect("run check_compose.py");
-    assert!(
-        out.status.success(),
-        "check_compose.py failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let checked = python_json(
+        "host/tests/it/check_compose.py",
+        &[repo_root().join("docker-compose.yml").display().to_string()],
     );
-    let checked: Json = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         checked["errors"],
         serde_json::json!([]),

@@ -1,7 +1,7 @@
 //! Hot plugin swaps in a running `lineage run`, under load: a new component
 //! takes over at a checkpoint boundary, a broken one is refused and the old
-//! one stays, and every record is still in exactly one file, written by
-//! exactly one plugin build. Then `lineage trace` and `lineage log verify`
+//! one stays, a kill -9 right after a swap recovers, and every record is
+//! still in exactly one file, written by exactly one plugin build. Then `lineage trace` and `lineage log verify`
 //! over the same run.
 
 use std::collections::BTreeMap;
@@ -169,6 +169,15 @@ fn sighup_swaps_the_plugin_at_a_checkpoint_and_refuses_a_broken_one() {
         info[0].contains(&format!(r#"sha256="{pseudonymize}""#))
             && info[0].contains("pseudonymize"),
         "{info:?}"
+    );
+    // Killed right after the swap, with records still arriving: the
+    // restart recovers from the log and runs the plugin now at PLUGIN_PATH.
+    run.kill();
+    let run = Lineage::start_ready(
+        &broker,
+        "events",
+        &paths,
+        &[("PLUGIN_PATH", &dir_text), ("PLUGIN_WATCH_INTERVAL", "0")],
     );
 
     let output = finish(
