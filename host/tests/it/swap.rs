@@ -1,8 +1,8 @@
 //! Hot plugin swaps in a running `lineage run`, under load: a new component
 //! takes over at a checkpoint boundary, a broken one is refused and the old
 //! one stays, a kill -9 right after a swap recovers, and every record is
-//! still in exactly one file, written by exactly one plugin build. Then `lineage trace` and `lineage log verify`
-//! over the same run.
+//! still in exactly one file, written by exactly one plugin build. Then
+//! `lineage trace` and `lineage log verify` over the same run.
 
 use std::collections::BTreeMap;
 use std::path::Path;
