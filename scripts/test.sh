@@ -5,6 +5,14 @@ cd "$(dirname "$0")/.."
 
 step() { echo; echo "== $*" >&2; }
 
+# A clean build and test run writes about 4 GiB under target/. Say so up
+# front: a full disk otherwise shows up as an unexplained linker failure.
+mkdir -p target
+free_kib=$(df -Pk target | awk 'NR == 2 { print $4 }')
+if [ "$free_kib" -lt $((5 * 1024 * 1024)) ]; then
+    echo "test: warning: only $((free_kib / 1024)) MiB free under target/; a clean build and test run need about 4 GiB" >&2
+fi
+
 step "install prerequisites"
 scripts/install.sh
 
