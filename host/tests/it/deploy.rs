@@ -65,12 +65,13 @@ fn one<'a>(release: &'a Json, kind: &str, name: &str) -> &'a Json {
         .unwrap_or_else(|| panic!("no {kind} {name}"))
 }
 
+/// The entry of a Kubernetes list (env, volumes, volumeMounts) by its name.
+fn named<'a>(list: &'a Json, name: &str) -> Option<&'a Json> {
+    list.as_array()?.iter().find(|e| e["name"] == name)
+}
+
 fn env<'a>(container: &'a Json, name: &str) -> Option<&'a Json> {
-    container["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == name)
+    named(&container["env"], name)
 }
 
 fn value(container: &Json, name: &str) -> String {
@@ -129,22 +130,12 @@ fn the_defaults_run_a_statefulset_whose_ordinal_is_the_subtask_with_probes_and_t
     );
     // PLUGIN_PATH names a file inside the volume the plugin is mounted on.
     let plugin_path = value(c, "PLUGIN_PATH");
-    let mount = c["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["name"] == "plugin")
-        .expect("plugin volume mounted");
+    let mount = named(&c["volumeMounts"], "plugin").expect("plugin volume mounted");
     assert_eq!(
         plugin_path,
         format!("{}/plugin.wasm", mount["mountPath"].as_str().unwrap())
     );
-    let volume = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "plugin")
-        .unwrap();
+    let volume = named(&pod["volumes"], "plugin").expect("plugin volume");
     assert_eq!(volume["configMap"]["items"][0]["path"], "plugin.wasm");
     assert_eq!(volume["configMap"]["name"], "lineage-plugin");
     // A ConfigMap mounted whole, not by subPath, is updated in the running
@@ -258,12 +249,7 @@ fn a_plugin_from_an_image_is_copied_in_by_an_init_container_and_bad_values_are_r
         init["command"][2].as_str().unwrap(),
         value(&pod["containers"][0], "PLUGIN_PATH")
     );
-    let volume = pod["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["name"] == "plugin")
-        .unwrap();
+    let volume = named(&pod["volumes"], "plugin").expect("plugin volume");
     assert!(volume.get("emptyDir").is_some());
 
     let error = rendered["values-bad.yaml"]["schema_error"]
