@@ -24,8 +24,9 @@ die() { say "$*"; exit 1; }
 # Debian packages the build needs: a C toolchain and cmake for the -sys
 # crates (librdkafka, mimalloc), and the libraries librdkafka links (TLS,
 # SASL, zlib; curl for its OIDC support); python3-venv for the test readers
-# and, for the tests of the scripts, shellcheck.
-APT_PACKAGES=(build-essential pkg-config cmake libssl-dev libsasl2-dev zlib1g-dev libcurl4-openssl-dev python3-venv shellcheck)
+# and, for the tests, shellcheck (the scripts) and strace (the order of
+# fsyncs on local disk).
+APT_PACKAGES=(build-essential pkg-config cmake libssl-dev libsasl2-dev zlib1g-dev libcurl4-openssl-dev python3-venv shellcheck strace)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -3,9 +3,10 @@
 //! `LINEAGE_FAILPOINTS=after-commit-log-write=exit` makes the process exit
 //! at once, as a `kill -9` would leave it, the first time it passes that
 //! point; `name=exit@3` the third time; `name=error` makes the step fail
-//! once with a retryable error; `name=sleep:2000` holds the step for two
-//! seconds (to land a rebalance inside a commit). Several are separated by
-//! commas. Every point sits between two durable writes; see
+//! once with a retryable error (after its write landed: a lost reply);
+//! `name=sleep:2000` holds the step for two seconds (to land a rebalance
+//! inside a commit, or to stall an owner); `@*` fires on every pass.
+//! Several are separated by commas. Every point sits between two durable writes; see
 //! docs/commit-protocol.md.
 
 use std::collections::HashMap;
@@ -41,8 +42,8 @@ enum Action {
 #[derive(Debug)]
 struct Armed {
     action: Action,
-    /// Fires on this hit (1-based); `error` and `sleep` fire once.
-    on_hit: u32,
+    /// Fires on this hit (1-based); `None`: on every hit.
+    on_hit: Option<u32>,
     hits: u32,
 }
 
@@ -67,14 +68,17 @@ fn parse(spec: &str) -> Result<HashMap<String, Armed>, String> {
             ));
         }
         let (action, on_hit) = match action.split_once('@') {
+            Some((a, "*")) => (a, None),
             Some((a, n)) => (
                 a,
-                n.parse::<u32>()
-                    .ok()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| format!("{item:?}: bad hit count {n:?}"))?,
+                Some(
+                    n.parse::<u32>()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| format!("{item:?}: bad hit count {n:?}"))?,
+                ),
             ),
-            None => (action, 1),
+            None => (action, Some(1)),
         };
         let action = match action {
             "exit" => Action::Exit,
@@ -114,7 +118,7 @@ pub fn hit(name: &'static str) -> Result<(), FailpointError> {
             return Ok(());
         };
         point.hits += 1;
-        if point.hits != point.on_hit {
+        if point.on_hit.is_some_and(|n| n != point.hits) {
             return Ok(());
         }
         point.action.clone()
@@ -151,7 +155,11 @@ mod tests {
     fn parses_actions_and_hit_counts() {
         let armed = parse("after-seal=exit@3, after-publish=error,after-claim=sleep:250").unwrap();
         assert_eq!(armed["after-seal"].action, Action::Exit);
-        assert_eq!(armed["after-seal"].on_hit, 3);
+        assert_eq!(armed["after-seal"].on_hit, Some(3));
+        assert_eq!(
+            parse("after-seal=error@*").unwrap()["after-seal"].on_hit,
+            None
+        );
         assert_eq!(armed["after-publish"].action, Action::Error);
         assert_eq!(
             armed["after-claim"].action,

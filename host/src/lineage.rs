@@ -77,6 +77,9 @@ pub struct RecordTrace {
     pub commit: CommitInfo,
     #[serde(flatten)]
     pub found: Found,
+    /// What a reader should know: the partition was reset since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -99,6 +102,13 @@ pub enum Found {
     /// The commit accounts for the offset, but no file holds it: Kafka left
     /// a gap there (a transaction marker, a compacted record).
     Gap,
+    /// Never read: a claim of the partition moved past it, for this reason
+    /// (Kafka no longer had it, or `auto.offset.reset=latest`).
+    Skipped {
+        first: i64,
+        last: i64,
+        reason: String,
+    },
 }
 
 /// One file of a checkpoint, as the log records it and as the store has it.
@@ -160,11 +170,49 @@ impl Outputs {
         offset: i64,
     ) -> Result<RecordTrace, LineageError> {
         let commits = self.log.commits().await?;
-        let Some(commit) = commits.iter().rev().find(|c| {
-            c.ranges
+        // Newest first: a range, or a claim that moved past the offset. A
+        // reset at or below it means the offset is the restarted log's.
+        let mut found_commit = None;
+        let mut note = None;
+        for c in commits.iter().rev() {
+            if c.ranges
                 .iter()
                 .any(|r| r.source == *source && (r.first..=r.last).contains(&offset))
-        }) else {
+            {
+                found_commit = Some(c);
+                break;
+            }
+            for claim in c.claims.iter().filter(|cl| cl.source == *source) {
+                let Some(moved) = &claim.moved else { continue };
+                if claim.next > moved.from && (moved.from..claim.next).contains(&offset) {
+                    return Ok(RecordTrace {
+                        topic: source.topic.clone(),
+                        partition: source.partition,
+                        offset,
+                        commit: c.into(),
+                        found: Found::Skipped {
+                            first: moved.from,
+                            last: claim.next - 1,
+                            reason: moved.reason.clone(),
+                        },
+                        note,
+                    });
+                }
+                if claim.next < moved.from && offset >= claim.next {
+                    return Err(LineageError::NotFound(format!(
+                        "{source}@{offset} is not committed yet in the partition's restarted log: commit {} reset {source} to offset {} ({})",
+                        c.seq, claim.next, moved.reason
+                    )));
+                }
+                if claim.next < moved.from && note.is_none() {
+                    note = Some(format!(
+                        "commit {} reset {source} since ({}): this is what its log held at this offset before",
+                        c.seq, moved.reason
+                    ));
+                }
+            }
+        }
+        let Some(commit) = found_commit else {
             let last = commits
                 .iter()
                 .flat_map(|c| &c.ranges)
@@ -229,6 +277,7 @@ impl Outputs {
             offset,
             commit: commit.into(),
             found,
+            note,
         })
     }
 

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", lineage::error::render(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -223,7 +223,7 @@ impl prometheus_client::collector::Collector for Counters {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.stats;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        let counters: [(&str, &str, u64); 9] = [
+        let counters: [(&str, &str, u64); 11] = [
             (
                 "lineage_records_consumed",
                 "Records read from Kafka",
@@ -268,6 +268,16 @@ impl prometheus_client::collector::Collector for Counters {
                 "lineage_partitions_fenced",
                 "Partitions given up because another owner took them",
                 load(&s.fenced),
+            ),
+            (
+                "lineage_offsets_skipped",
+                "Offsets Kafka no longer had (retention, truncation), recorded as skipped in the commit log",
+                load(&s.skipped),
+            ),
+            (
+                "lineage_partition_resets",
+                "Partitions whose log restarted below the commit log's next offset (a recreated topic), consumed again from its start",
+                load(&s.resets),
             ),
         ];
         for (name, help, value) in counters {

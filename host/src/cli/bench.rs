@@ -264,6 +264,7 @@ pub fn pipeline(args: PipelineBenchArgs, out: &mut impl Write) -> Result<(), Com
             data.clone(),
             dropped.clone(),
             owner.clone(),
+            crate::retry::Policy::until(crate::retry::Deadline::default()),
         ))
         .map_err(|e| fail(&e))?;
     let partitions: Vec<TopicPartition> = (0..args.partitions)
@@ -272,8 +273,11 @@ pub fn pipeline(args: PipelineBenchArgs, out: &mut impl Write) -> Result<(), Com
             partition: p,
         })
         .collect();
-    let claims: Vec<_> = partitions.iter().map(|tp| (tp.clone(), 0)).collect();
-    runtime
+    let claims: Vec<_> = partitions
+        .iter()
+        .map(|tp| crate::commit::Wanted::assigned(tp.clone(), Some(0), None))
+        .collect();
+    let claimed = runtime
         .block_on(committer.claim(&claims))
         .map_err(|e| fail(&e))?;
     let cx = SinkContext::new(
@@ -286,8 +290,10 @@ pub fn pipeline(args: PipelineBenchArgs, out: &mut impl Write) -> Result<(), Com
         plugin.clone(),
     );
     let mut worker = PluginWorker::new(plugin.clone());
-    let mut sinks: Vec<PartitionSink> =
-        partitions.iter().cloned().map(PartitionSink::new).collect();
+    let mut sinks: Vec<PartitionSink> = partitions
+        .iter()
+        .map(|tp| PartitionSink::new(tp.clone(), claimed[tp].seq))
+        .collect();
     let mut next = vec![0i64; partitions.len()];
     let base_ts = chrono::Utc::now().timestamp_millis();
     let batch = 1024;
@@ -297,7 +303,7 @@ pub fn pipeline(args: PipelineBenchArgs, out: &mut impl Write) -> Result<(), Com
     while produced < args.records {
         let p = (produced / batch) % partitions.len();
         let n = batch.min(args.records - produced);
-        let mut fetched = Fetched::new(partitions[p].clone());
+        let mut fetched = Fetched::new(partitions[p].clone(), claimed[&partitions[p]].seq);
         for i in 0..n {
             let seq = (produced + i) as u64;
             let kind = super::generate::kind_of(seq, args.invalid_share);
@@ -487,6 +493,7 @@ pub fn kafka(args: KafkaBenchArgs, out: &mut impl Write) -> Result<(), CommandEr
             compression: super::run::Codec::Zstd,
             shutdown_timeout: Duration::from_secs(60),
             single_writer: args.single_writer,
+            on_missing_offsets: "skip".into(),
             snapshot_every: crate::commit::DEFAULT_SNAPSHOT_EVERY,
             progress_interval: Duration::ZERO,
             metrics_address: super::run::Listen(None),

@@ -140,6 +140,7 @@ pub fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<Summary, DemoError>
         compression: super::run::Codec::Zstd,
         shutdown_timeout: Duration::from_secs(30),
         single_writer: false,
+        on_missing_offsets: "skip".into(),
         snapshot_every: crate::commit::DEFAULT_SNAPSHOT_EVERY,
         progress_interval: Duration::ZERO,
         metrics_address: super::run::Listen(None),

@@ -170,6 +170,14 @@ pub struct RunArgs {
     #[arg(long = "shutdown-timeout", env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// When the commit log's next offset of a partition is one Kafka no
+    /// longer has (retention, truncation) or never had (a topic deleted and
+    /// recreated): `skip` records the skipped offsets or the reset in the
+    /// commit log, with the reason, logs an error and goes on; `stop` exits,
+    /// naming the partition and the offsets.
+    #[arg(long = "on-missing-offsets", env = "ON_MISSING_OFFSETS", default_value = "skip", value_parser = ["skip", "stop"])]
+    pub on_missing_offsets: String,
+
     /// Run on a store that ignores create-if-absent writes (garage): one
     /// instance only, no fencing.
     #[arg(long = "single-writer", env = "SINGLE_WRITER")]
@@ -234,6 +242,10 @@ impl RunArgs {
             },
             shutdown_timeout: self.shutdown_timeout,
             single_writer: self.single_writer,
+            on_missing_offsets: self
+                .on_missing_offsets
+                .parse()
+                .expect("clap checked the value"),
             batch_records: self.plugin.batch_records,
             snapshot_every: self.snapshot_every,
             progress_interval: (!self.progress_interval.is_zero())

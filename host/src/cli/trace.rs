@@ -189,6 +189,20 @@ fn print_record(t: &RecordTrace, out: &mut impl Write) -> std::io::Result<()> {
             out,
             "output      none: Kafka has no record at this offset (a gap the commit accounts for)"
         )?,
+        Found::Skipped {
+            first,
+            last,
+            reason,
+        } => {
+            writeln!(
+                out,
+                "output      none: never read; offsets {first}..{last} were skipped"
+            )?;
+            writeln!(out, "reason      {reason}")?;
+        }
+    }
+    if let Some(note) = &t.note {
+        writeln!(out, "note        {note}")?;
     }
     let c = &t.commit;
     writeln!(

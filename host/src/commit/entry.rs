@@ -148,6 +148,19 @@ pub struct OffsetRange {
 pub struct Claim {
     pub source: TopicPartition,
     pub next: i64,
+    /// Set when `next` is not where the log had the partition: Kafka no
+    /// longer has the offsets in between, or its log restarted.
+    pub moved: Option<Moved>,
+}
+
+/// A claim that moves a partition's next offset, and why. Forward, the
+/// offsets `from..next` were never read (`skipped` row); backward, the
+/// partition's log restarted below what was committed (`reset` row).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Moved {
+    /// The log's next offset before the claim.
+    pub from: i64,
+    pub reason: String,
 }
 
 /// The plugin build that produced a commit's files.
@@ -161,6 +174,9 @@ pub struct PluginStamp {
 /// One commit: a checkpoint (files and offset ranges) and/or claims.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Commit {
+    /// Set for a commit object that is empty or cut short (see
+    /// [`Commit::torn`]); such a commit holds nothing else.
+    pub torn: Option<String>,
     /// Position in the global commit sequence.
     pub seq: u64,
     /// The checkpoint number within `owner.subtask`'s own sequence; 0 for a
@@ -195,12 +211,41 @@ struct Row {
     plugin_sha256: String,
     file_id: String,
     publish: String,
+    /// Why offsets were skipped or a partition reset; absent from the
+    /// first version of the format.
+    #[serde(default)]
+    reason: String,
 }
 
 /// The header line, for documentation and tests.
-pub const HEADER: &str = "checkpoint_id,s3_key,commit_timestamp,kind,topic,partition,first_offset,last_offset,record_count,byte_size,subtask,commit_seq,owner,plugin_name,plugin_version,plugin_sha256,file_id,publish";
+pub const HEADER: &str = "checkpoint_id,s3_key,commit_timestamp,kind,topic,partition,first_offset,last_offset,record_count,byte_size,subtask,commit_seq,owner,plugin_name,plugin_version,plugin_sha256,file_id,publish,reason";
+
+/// The header of the first version, without `reason` and the `end` row.
+const HEADER_V1: &str = "checkpoint_id,s3_key,commit_timestamp,kind,topic,partition,first_offset,last_offset,record_count,byte_size,subtask,commit_seq,owner,plugin_name,plugin_version,plugin_sha256,file_id,publish";
 
 impl Commit {
+    /// A commit object that is empty or cut short. Its name is linked only
+    /// once its bytes are durable (docs/commit-protocol.md), so it can only
+    /// be left by a disk that lost writes it had acknowledged, or written by
+    /// hand: its writer never got past its commit point. It counts as a
+    /// commit of nothing: it uses up its sequence number and nothing else.
+    pub fn torn(seq: u64, detail: String) -> Self {
+        Self {
+            torn: Some(detail),
+            seq,
+            checkpoint: 0,
+            owner: Owner {
+                subtask: u32::MAX,
+                incarnation: String::new(),
+            },
+            timestamp: String::new(),
+            plugin: PluginStamp::default(),
+            claims: Vec::new(),
+            ranges: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
     pub fn to_csv(&self) -> Vec<u8> {
         let base = || Row {
             checkpoint_id: self.checkpoint,
@@ -248,6 +293,22 @@ impl Commit {
                 first_offset: Some(c.next),
                 ..base()
             });
+            if let Some(moved) = &c.moved {
+                let (kind, first, last) = if c.next > moved.from {
+                    ("skipped", moved.from, c.next - 1)
+                } else {
+                    ("reset", c.next, moved.from - 1)
+                };
+                rows.push(Row {
+                    kind: kind.into(),
+                    topic: c.source.topic.clone(),
+                    partition: Some(c.source.partition),
+                    first_offset: Some(first),
+                    last_offset: Some(last),
+                    reason: moved.reason.clone(),
+                    ..base()
+                });
+            }
         }
         // A commit with nothing in it still says who and when.
         if rows.is_empty() {
@@ -256,11 +317,56 @@ impl Commit {
                 ..base()
             });
         }
+        // Last: a commit cut short anywhere lacks it or its count.
+        rows.push(Row {
+            kind: "end".into(),
+            record_count: Some(rows.len() as u64),
+            ..base()
+        });
         let mut out = csv::Writer::from_writer(Vec::new());
         for row in rows {
             out.serialize(row).expect("writing CSV to memory");
         }
         out.into_inner().expect("flushing CSV to memory")
+    }
+
+    /// Why the object `bytes` is a commit cut short, if it is one: empty,
+    /// cut inside the header, or of this format and without its whole
+    /// `end` row last. Anything else that does not parse (another
+    /// format's header, an unknown kind) is damage, not a cut: it is not
+    /// read as a commit of nothing, whose records would then be consumed
+    /// again.
+    pub fn cut_short(bytes: &[u8]) -> Option<String> {
+        if bytes.is_empty() {
+            return Some("empty".into());
+        }
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
+        let header = match reader.byte_headers() {
+            Ok(h) => h.iter().collect::<Vec<_>>().join(&b","[..]),
+            Err(e) => {
+                return Some(format!(
+                    "{} bytes, the header does not parse: {e}",
+                    bytes.len()
+                ));
+            }
+        };
+        if header != HEADER.as_bytes() {
+            let cut = !bytes.contains(&b'\n') && HEADER.as_bytes().starts_with(&header);
+            return cut.then(|| format!("{} bytes, cut inside the header", bytes.len()));
+        }
+        let columns = HEADER.split(',').count();
+        let kind = HEADER.split(',').position(|c| c == "kind").expect("kind");
+        let mut last = None;
+        for record in reader.byte_records() {
+            match record {
+                Ok(r) => last = Some(r),
+                Err(e) => return Some(format!("{} bytes, {e}", bytes.len())),
+            }
+        }
+        // A cut leaves the last row short, or no end row at all. A whole
+        // end row whose count is wrong is damage, which parsing reports.
+        let whole = last.is_some_and(|r| r.len() == columns && r.get(kind) == Some(&b"end"[..]));
+        (!whole).then(|| format!("{} bytes, no end row: cut short", bytes.len()))
     }
 
     /// Parses a commit; `what` names the object for error messages.
@@ -276,13 +382,21 @@ impl Commit {
             .iter()
             .collect::<Vec<_>>()
             .join(",");
-        if header != HEADER {
-            return Err(bad(format!("unexpected header {header:?}")));
-        }
+        let versioned = match header.as_str() {
+            HEADER => true,
+            HEADER_V1 => false,
+            _ => return Err(bad(format!("unexpected header {header:?}"))),
+        };
         let mut commit: Option<Commit> = None;
+        let mut moves: Vec<(TopicPartition, Moved)> = Vec::new();
+        let mut ended = false;
         for (i, row) in reader.deserialize::<Row>().enumerate() {
             let row = row.map_err(|e| bad(format!("row {}: {e}", i + 1)))?;
+            if ended {
+                return Err(bad(format!("row {} follows the end row", i + 1)));
+            }
             let c = commit.get_or_insert_with(|| Commit {
+                torn: None,
                 seq: row.commit_seq,
                 checkpoint: row.checkpoint_id,
                 owner: Owner {
@@ -348,12 +462,52 @@ impl Commit {
                 "claim" => c.claims.push(Claim {
                     source: source()?,
                     next: need(row.first_offset, "first_offset")?,
+                    moved: None,
                 }),
+                "skipped" => moves.push((
+                    source()?,
+                    Moved {
+                        from: need(row.first_offset, "first_offset")?,
+                        reason: row.reason.clone(),
+                    },
+                )),
+                "reset" => moves.push((
+                    source()?,
+                    Moved {
+                        from: need(row.last_offset, "last_offset")? + 1,
+                        reason: row.reason.clone(),
+                    },
+                )),
+                "end" if versioned => {
+                    if row.record_count != Some(i as u64) {
+                        return Err(bad(format!(
+                            "the end row counts {:?} rows, {i} precede it",
+                            row.record_count
+                        )));
+                    }
+                    ended = true;
+                }
                 "empty" => {}
                 other => return Err(bad(format!("row {}: unknown kind {other:?}", i + 1))),
             }
         }
-        commit.ok_or_else(|| bad("no rows".into()))
+        if versioned && !ended {
+            return Err(bad("no end row: the object was cut short".into()));
+        }
+        let mut commit = commit.ok_or_else(|| bad("no rows".into()))?;
+        for (source, moved) in moves {
+            let claim = commit
+                .claims
+                .iter_mut()
+                .find(|c| c.source == source && c.moved.is_none())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "a skipped or reset row of {source} without its claim"
+                    ))
+                })?;
+            claim.moved = Some(moved);
+        }
+        Ok(commit)
     }
 }
 
@@ -370,6 +524,7 @@ mod tests {
 
     fn sample() -> Commit {
         Commit {
+            torn: None,
             seq: 42,
             checkpoint: 5,
             owner: Owner {
@@ -382,10 +537,29 @@ mod tests {
                 version: "0.1.0".into(),
                 sha256: "ab".repeat(32),
             },
-            claims: vec![Claim {
-                source: tp(9),
-                next: 0,
-            }],
+            claims: vec![
+                Claim {
+                    source: tp(9),
+                    next: 0,
+                    moved: None,
+                },
+                Claim {
+                    source: tp(7),
+                    next: 5000,
+                    moved: Some(Moved {
+                        from: 1200,
+                        reason: "log start offset 5000 > next 1200".into(),
+                    }),
+                },
+                Claim {
+                    source: tp(8),
+                    next: 0,
+                    moved: Some(Moved {
+                        from: 300,
+                        reason: "high watermark 12 < next 300".into(),
+                    }),
+                },
+            ],
             ranges: vec![OffsetRange {
                 source: tp(3),
                 first: 100,
@@ -438,7 +612,15 @@ mod tests {
             "{text}"
         );
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 5, "{text}");
+        // Header, two files, a range, three claims, a skip, a reset, end.
+        assert_eq!(lines.len(), 10, "{text}");
+        assert!(
+            lines[6].contains(",skipped,events,7,1200,4999,")
+                && lines[6].ends_with("log start offset 5000 > next 1200"),
+            "{text}"
+        );
+        assert!(lines[8].contains(",reset,events,8,0,299,"), "{text}");
+        assert!(lines[9].contains(",end,"), "{text}");
         assert!(lines[1].starts_with(
             "5,s3://b/out/year=2024/month=11/day=25/hour=16/part-events-3-100-f1.parquet,2026-11-25T20:00:00.123Z,data,"
         ));
@@ -459,8 +641,47 @@ mod tests {
     fn corruption_is_reported_with_the_object() {
         let err = Commit::from_csv(b"a,b\n1,2\n", "_commits/7.csv").unwrap_err();
         assert!(err.to_string().contains("_commits/7.csv"), "{err}");
-        let mut csv = sample().to_csv();
-        csv.truncate(csv.len() - 30);
-        assert!(Commit::from_csv(&csv, "x").is_err());
+    }
+
+    #[test]
+    fn a_commit_cut_short_anywhere_is_told_from_a_whole_one() {
+        // Cut at every byte: at a row boundary the rows before would parse,
+        // so only the end row and its count tell a whole commit from a
+        // part of one.
+        let csv = sample().to_csv();
+        let whole = csv.len() - 1; // without the last newline it is whole
+        for at in 0..whole {
+            assert!(
+                Commit::cut_short(&csv[..at]).is_some(),
+                "cut at byte {at} of {} is not seen as cut",
+                csv.len()
+            );
+            assert!(Commit::from_csv(&csv[..at], "x").is_err());
+        }
+        assert_eq!(Commit::cut_short(&csv[..whole]), None);
+        assert_eq!(Commit::cut_short(&csv), None);
+        assert_eq!(Commit::from_csv(&csv[..whole], "x").unwrap(), sample());
+    }
+
+    #[test]
+    fn damage_that_is_not_a_cut_is_not_read_as_one() {
+        // Another format's header, or a whole commit with a row this
+        // version does not know: damaged, and a start must stop on it.
+        assert_eq!(Commit::cut_short(b"format,of,the,future\n1,2,3,4\n"), None);
+        let unknown =
+            String::from_utf8(sample().to_csv())
+                .unwrap()
+                .replacen(",claim,", ",claim-v9,", 1);
+        assert_eq!(Commit::cut_short(unknown.as_bytes()), None);
+        assert!(Commit::from_csv(unknown.as_bytes(), "x").is_err());
+    }
+
+    #[test]
+    fn commits_of_the_first_format_still_parse() {
+        let v1 =
+            format!("{HEADER_V1}\n0,,2026-01-01T00:00:00.000Z,claim,events,2,40,,,,0,7,a,,,,,\n");
+        let commit = Commit::from_csv(v1.as_bytes(), "x").unwrap();
+        assert_eq!(commit.seq, 7);
+        assert_eq!(commit.claims[0].next, 40);
     }
 }

@@ -24,6 +24,11 @@ use crate::store::Location;
 pub struct StagedEntry {
     pub file_id: String,
     pub owner: Owner,
+    /// The commit whose claim `owner` wrote this under (0 in entries of
+    /// versions before claims were numbered): recovery after a claim only
+    /// resolves entries of earlier claims.
+    #[serde(default)]
+    pub claim: u64,
     pub kind: FileKind,
     pub source: TopicPartition,
     /// The final key inside the data or dropped location.
@@ -79,6 +84,16 @@ impl From<Snapshot> for LogState {
     }
 }
 
+/// A partition's staging entries.
+#[derive(Debug, Default)]
+pub struct StagedEntries {
+    pub entries: Vec<StagedEntry>,
+    /// File ids of entries that do not parse: cut short by a power cut on
+    /// a disk that lost acknowledged writes. Their files are found by id
+    /// (local staging files) or by listing (open uploads).
+    pub torn: Vec<String>,
+}
+
 /// The log's state and the commits read after its snapshot, which recovery
 /// needs to find committed files.
 #[derive(Debug, Default)]
@@ -119,11 +134,7 @@ impl CommitLog {
     }
 
     fn err(&self, op: &'static str, key: &str, source: object_store::Error) -> CommitError {
-        CommitError::Store {
-            op,
-            url: self.location.url_of(key),
-            source: Box::new(source),
-        }
+        CommitError::Store(self.location.failed(op, key, source))
     }
 
     /// Creates commit `commit.seq`; `Ok(false)` when another writer already
@@ -147,6 +158,9 @@ impl CommitLog {
         }
     }
 
+    /// Commit `seq`, if it exists. One that is empty or cut short is read
+    /// as [`Commit::torn`], with an error in the log: it takes its number,
+    /// so that the log goes on after it, and commits nothing.
     pub async fn read(&self, seq: u64) -> Result<Option<Commit>, CommitError> {
         let key = Self::commit_key(seq);
         match self.location.store.get(&self.location.path(&key)).await {
@@ -155,7 +169,22 @@ impl CommitLog {
                     .bytes()
                     .await
                     .map_err(|e| self.err("read commit", &key, e))?;
-                Commit::from_csv(&bytes, &self.location.url_of(&key)).map(Some)
+                let url = self.location.url_of(&key);
+                if let Some(detail) = Commit::cut_short(&bytes) {
+                    tracing::error!(
+                        object = %url,
+                        problem = %detail,
+                        "commit log object is empty or cut short: read as a commit of nothing (its create never completed; see docs/commit-protocol.md, power loss)"
+                    );
+                    return Ok(Some(Commit::torn(seq, detail)));
+                }
+                match Commit::from_csv(&bytes, &url)? {
+                    commit if commit.seq == seq => Ok(Some(commit)),
+                    commit => Err(CommitError::Corrupt {
+                        object: url,
+                        detail: format!("holds commit {} instead", commit.seq),
+                    }),
+                }
             }
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.err("read commit", &key, e)),
@@ -191,28 +220,25 @@ impl CommitLog {
         Ok(read)
     }
 
-    /// The state after the latest snapshot and every commit since.
+    /// The state after the newest readable snapshot and every commit
+    /// since, and the commits after the newest snapshot. A snapshot that
+    /// does not parse is passed over with a warning: snapshots only save
+    /// reading, every commit is still in the log.
     pub async fn load(&self) -> Result<Loaded, CommitError> {
         let snapshots = self.list_seqs("_snapshots", ".json").await?;
         let mut state = LogState::default();
-        if let Some(&seq) = snapshots.last() {
-            let key = Self::snapshot_key(seq);
-            let got = self
-                .location
-                .store
-                .get(&self.location.path(&key))
-                .await
-                .map_err(|e| self.err("read snapshot", &key, e))?;
-            let bytes = got
-                .bytes()
-                .await
-                .map_err(|e| self.err("read snapshot", &key, e))?;
-            state = serde_json::from_slice::<Snapshot>(&bytes)
-                .map_err(|e| CommitError::Corrupt {
-                    object: self.location.url_of(&key),
-                    detail: e.to_string(),
-                })?
-                .into();
+        for &seq in snapshots.iter().rev() {
+            match self.read_snapshot(seq).await? {
+                Ok(snapshot) => {
+                    state = snapshot;
+                    break;
+                }
+                Err(detail) => tracing::warn!(
+                    object = %self.location.url_of(&Self::snapshot_key(seq)),
+                    problem = %detail,
+                    "commit log snapshot is damaged; starting from an older one or from the first commit"
+                ),
+            }
         }
         // Fetch what is listed concurrently, then follow the chain to its
         // end: commits may have landed since the listing.
@@ -236,7 +262,32 @@ impl CommitLog {
             recent.push(commit);
         }
         recent.extend(self.catch_up(&mut state).await?);
+        // A snapshot exists only once every commit up to it was finished
+        // (published, entries deleted), readable or not: what recovery
+        // must finish, and search for files, is after the newest one.
+        let finished = snapshots.last().copied().unwrap_or(0);
+        recent.retain(|c| c.seq > finished);
         Ok(Loaded { state, recent })
+    }
+
+    /// Snapshot `seq`; the inner error says why it cannot be used.
+    async fn read_snapshot(&self, seq: u64) -> Result<Result<LogState, String>, CommitError> {
+        let key = Self::snapshot_key(seq);
+        let bytes = match self.location.store.get(&self.location.path(&key)).await {
+            Ok(got) => got
+                .bytes()
+                .await
+                .map_err(|e| self.err("read snapshot", &key, e))?,
+            // Listed, then gone: nothing to read.
+            Err(object_store::Error::NotFound { .. }) => return Ok(Err("gone".into())),
+            Err(e) => return Err(self.err("read snapshot", &key, e)),
+        };
+        Ok(match serde_json::from_slice::<Snapshot>(&bytes) {
+            Ok(snapshot) if snapshot.seq == seq => Ok(snapshot.into()),
+            Ok(snapshot) => Err(format!("holds the state after commit {}", snapshot.seq)),
+            Err(_) if bytes.is_empty() => Err("empty".into()),
+            Err(e) => Err(format!("{} bytes, {e}", bytes.len())),
+        })
     }
 
     async fn list_seqs(&self, dir: &str, suffix: &str) -> Result<Vec<u64>, CommitError> {
@@ -315,7 +366,7 @@ impl CommitLog {
     }
 
     /// Every staged file of a partition, whoever wrote it.
-    pub async fn staged(&self, source: &TopicPartition) -> Result<Vec<StagedEntry>, CommitError> {
+    pub async fn staged(&self, source: &TopicPartition) -> Result<StagedEntries, CommitError> {
         let dir = Self::staging_dir(source);
         let prefix = self.location.path(&dir);
         let metas: Vec<_> = self
@@ -325,8 +376,16 @@ impl CommitLog {
             .map_err(|e| self.err("list staging entries", &dir, e))
             .try_collect()
             .await?;
-        let mut entries = Vec::new();
+        let mut staged = StagedEntries::default();
         for meta in metas {
+            let Some(file_id) = meta
+                .location
+                .filename()
+                .and_then(|n| n.strip_suffix(".json"))
+                .map(str::to_owned)
+            else {
+                continue;
+            };
             let key = meta.location.to_string();
             let bytes = match self.location.store.get(&meta.location).await {
                 Ok(got) => got
@@ -337,14 +396,19 @@ impl CommitLog {
                 Err(object_store::Error::NotFound { .. }) => continue,
                 Err(e) => return Err(self.err("read staging entry", &key, e)),
             };
-            entries.push(
-                serde_json::from_slice(&bytes).map_err(|e| CommitError::Corrupt {
-                    object: key.clone(),
-                    detail: e.to_string(),
-                })?,
-            );
+            match serde_json::from_slice::<StagedEntry>(&bytes) {
+                Ok(entry) => staged.entries.push(entry),
+                Err(e) => {
+                    tracing::warn!(
+                        object = %self.location.url_of(&key),
+                        problem = %format!("{} bytes, {e}", bytes.len()),
+                        "staging entry is empty or cut short; its file is found by its id or by listing"
+                    );
+                    staged.torn.push(file_id);
+                }
+            }
         }
-        Ok(entries)
+        Ok(staged)
     }
 
     /// The partitions that have staging entries, for recovery at start.
@@ -406,6 +470,7 @@ mod tests {
             partition: 0,
         };
         Commit {
+            torn: None,
             seq,
             checkpoint,
             owner: Owner {
@@ -418,6 +483,7 @@ mod tests {
                 vec![Claim {
                     source: tp.clone(),
                     next: 0,
+                    moved: None,
                 }]
             } else {
                 vec![]

@@ -18,6 +18,11 @@ pub struct PartitionState {
     pub next: i64,
     /// Who may commit it; `None` until it is first claimed.
     pub owner: Option<Owner>,
+    /// The commit whose claim made `owner` the owner. Staging entries
+    /// written under an earlier claim are leftovers its recovery resolves;
+    /// those under a later one are a later owner's, never touched.
+    #[serde(default)]
+    pub claimed: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,6 +143,10 @@ impl LogState {
                 commit.seq, self.seq
             )));
         }
+        if commit.torn.is_some() {
+            self.seq = commit.seq;
+            return Ok(());
+        }
         let conflicts = self.conflicts(commit);
         if !conflicts.is_empty() {
             return Err(CommitError::Inconsistent(format!(
@@ -157,6 +166,7 @@ impl LogState {
                 PartitionState {
                     next: claim.next,
                     owner: Some(commit.owner.clone()),
+                    claimed: commit.seq,
                 },
             );
         }
@@ -197,6 +207,7 @@ mod tests {
 
     fn commit(seq: u64, checkpoint: u64, owner: &Owner) -> Commit {
         Commit {
+            torn: None,
             seq,
             checkpoint,
             owner: owner.clone(),
@@ -212,6 +223,7 @@ mod tests {
         Claim {
             source: tp(p),
             next,
+            moved: None,
         }
     }
 
@@ -301,6 +313,23 @@ mod tests {
         // Another subtask has its own sequence.
         state.apply(&commit(2, 1, &owner(1, "b"))).unwrap();
         assert_eq!(state.next_checkpoint(1), 2);
+    }
+
+    #[test]
+    fn a_torn_commit_takes_its_number_and_nothing_else() {
+        let a = owner(0, "a");
+        let mut state = LogState::default();
+        let mut c1 = commit(1, 0, &a);
+        c1.claims = vec![claim(0, 10)];
+        state.apply(&c1).unwrap();
+        state.apply(&Commit::torn(2, "empty".into())).unwrap();
+        assert_eq!(state.seq, 2);
+        let p = state.partition(&tp(0)).unwrap();
+        assert_eq!((p.next, p.claimed), (10, 1));
+        let mut c3 = commit(3, 1, &a);
+        c3.ranges = vec![range(0, 10, 19)];
+        state.apply(&c3).unwrap();
+        assert_eq!(state.partition(&tp(0)).unwrap().next, 20);
     }
 
     #[test]

@@ -19,10 +19,9 @@ use super::{Event, RunError, RunSettings, Sent, Stats};
 use crate::commit::{
     CommitLog, CommittedFile, Committer, OffsetRange, Owner, PluginStamp, Prepared, TopicPartition,
 };
-use crate::error::Classify;
 use crate::failpoints;
 use crate::plugin::{Plugin, PluginRuntime, PluginWorker, Reload};
-use crate::retry::Backoff;
+use crate::retry::{Deadline, GaveUp, Policy, retry_blocking};
 use crate::sink::{SinkContext, discard};
 use crate::source::{self, KafkaConsumer};
 use crate::store::Location;
@@ -116,6 +115,11 @@ pub fn run(
         subtask: settings.subtask,
         incarnation: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
     };
+    // Every retry loop of the run gives up at the same deadline, set the
+    // moment a stop is asked for, whatever the coordinator is waiting on.
+    let deadline = Deadline::default();
+    let stop = forward_stop(stop, deadline.clone(), settings.shutdown_timeout)?;
+    let policy = Policy::until(deadline.clone());
     let log = Arc::new(CommitLog::new(wal));
     let committer = handle
         .block_on(Committer::start(
@@ -123,8 +127,11 @@ pub fn run(
             data.clone(),
             dropped.clone(),
             owner.clone(),
+            policy.clone(),
         ))?
-        .with_snapshot_every(settings.snapshot_every);
+        .with_snapshot_every(settings.snapshot_every)
+        .on_missing_offsets(settings.on_missing_offsets)
+        .resetting_to(source::offset_reset(&settings.kafka));
     let first_checkpoint = committer.next_checkpoint();
 
     let (events_tx, events) = unbounded();
@@ -145,7 +152,8 @@ pub fn run(
                 owner.clone(),
                 settings.files.clone(),
                 plugin.clone(),
-            ),
+            )
+            .with_policy(policy.clone()),
             plugin: PluginWorker::new(plugin.clone()),
             budget: budget.clone(),
             stats: stats.clone(),
@@ -170,7 +178,9 @@ pub fn run(
             settings.plugin.batch_bytes as usize,
             first_checkpoint,
         )
-        .reclaiming_after(source::session_timeout(&settings.kafka)),
+        .reclaiming_after(source::session_timeout(&settings.kafka))
+        .resetting_to(source::offset_reset(&settings.kafka))
+        .probing(settings.kafka.clone()),
     );
     let metrics = settings
         .metrics_address
@@ -271,7 +281,9 @@ pub fn run(
         pending: VecDeque::new(),
         early: HashMap::new(),
         barrier_asked: false,
-        deadline: None,
+        deadline,
+        policy,
+        stopping: false,
         consumer_stopped: false,
     };
     let result = coordinator.run(events, stop);
@@ -304,6 +316,27 @@ pub fn run(
     close(consumer);
     drop(runtime);
     Ok(Summary::of(&stats))
+}
+
+/// Sets the run's deadline the moment a stop is asked for, then passes the
+/// stop on to the coordinator: a coordinator stuck in a retry learns of it
+/// through the deadline.
+fn forward_stop(
+    stop: Receiver<()>,
+    deadline: Deadline,
+    timeout: Duration,
+) -> Result<Receiver<()>, RunError> {
+    let (tx, rx) = bounded(1);
+    std::thread::Builder::new()
+        .name("lineage-stop".into())
+        .spawn(move || {
+            if stop.recv().is_ok() {
+                deadline.set(Instant::now() + timeout);
+                let _ = tx.send(());
+            }
+        })
+        .map_err(|e| RunError::Thread(e.to_string()))?;
+    Ok(rx)
 }
 
 /// Closes the consumer (it leaves the group, so that the others get its
@@ -366,12 +399,15 @@ struct Coordinator {
     /// Workers' reports that arrived before their barrier's.
     early: HashMap<u64, Vec<Sealed>>,
     barrier_asked: bool,
-    deadline: Option<Instant>,
+    /// Set when a stop begins: SHUTDOWN_TIMEOUT from then.
+    deadline: Deadline,
+    policy: Policy,
+    stopping: bool,
     consumer_stopped: bool,
 }
 
 impl Coordinator {
-    fn run(&mut self, events: Receiver<Event>, stop: Receiver<()>) -> Result<(), RunError> {
+    fn run(&mut self, events: Receiver<Event>, mut stop: Receiver<()>) -> Result<(), RunError> {
         let mut next_due = Instant::now() + self.interval;
         loop {
             if self.consumer_stopped && self.pending.is_empty() {
@@ -379,9 +415,7 @@ impl Coordinator {
             }
             // Whatever the stop waits for (a worker's upload, the consumer
             // inside a rebalance), it waits no longer than this.
-            if let Some(deadline) = self.deadline
-                && Instant::now() >= deadline
-            {
+            if self.deadline.passed() {
                 tracing::error!(
                     consumer_stopped = self.consumer_stopped,
                     pending = %self
@@ -395,7 +429,7 @@ impl Coordinator {
                 return Err(RunError::ShutdownTimeout(self.shutdown_timeout));
             }
             let mut wait = next_due.saturating_duration_since(Instant::now());
-            if let Some(deadline) = self.deadline {
+            if let Some(deadline) = self.deadline.at() {
                 wait = wait.min(deadline.saturating_duration_since(Instant::now()));
             }
             select! {
@@ -403,9 +437,14 @@ impl Coordinator {
                     Ok(event) => self.handle(event)?,
                     Err(_) => return Err(RunError::Thread("all pipeline threads ended".into())),
                 },
-                recv(stop) -> _ => self.begin_stop(),
+                // Once: the sender is gone after it (a disconnected channel
+                // would be ready on every turn).
+                recv(stop) -> _ => {
+                    stop = crossbeam_channel::never();
+                    self.begin_stop();
+                }
                 default(wait) => {
-                    if self.deadline.is_none() && !self.barrier_asked && self.pending.is_empty() {
+                    if !self.stopping && !self.barrier_asked && self.pending.is_empty() {
                         self.barrier_asked = true;
                         let _ = self.control.send(Control::Barrier);
                     }
@@ -416,24 +455,35 @@ impl Coordinator {
     }
 
     fn begin_stop(&mut self) {
-        if self.deadline.is_none() {
-            tracing::info!("stopping: committing what was consumed");
+        if !self.stopping {
+            self.stopping = true;
+            tracing::info!(shutdown_timeout = ?self.shutdown_timeout, "stopping: committing what was consumed");
             self.stats.health.set_stopping();
-            self.deadline = Some(Instant::now() + self.shutdown_timeout);
+            self.deadline.set(Instant::now() + self.shutdown_timeout);
             let _ = self.control.send(Control::Stop);
         }
     }
 
     fn handle(&mut self, event: Event) -> Result<(), RunError> {
         match event {
-            Event::Claim { partitions, reply } => {
-                let next = self.retrying("claim partitions", |c| {
+            Event::Claim { wanted, reply } => {
+                let what = format!(
+                    "claim {}",
+                    wanted
+                        .iter()
+                        .map(|w| w.source.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+                let claimed = self.retrying(&what, |c| {
+                    let deadline = c.deadline.clone();
                     c.runtime
                         .clone()
-                        .block_on(c.committer.claim(&partitions))
+                        .block_on(deadline.bound(&what, c.committer.claim(&wanted)))
                         .map_err(RunError::from)
                 })?;
-                let _ = reply.send(next);
+                self.count_moves();
+                let _ = reply.send(claimed);
             }
             Event::Barrier {
                 checkpoint,
@@ -473,7 +523,15 @@ impl Coordinator {
                 }
                 self.commit_ready()?;
             }
-            Event::Disowned { partition, error } => {
+            Event::Disowned {
+                partition,
+                claim,
+                error,
+            } => {
+                if self.shared.claim(&partition) != Some(claim) {
+                    tracing::debug!(partition = %partition, claim, error = %error, "an upload of an earlier claim is gone; nothing to do");
+                    return Ok(());
+                }
                 tracing::warn!(
                     partition = %partition,
                     error = %error,
@@ -481,6 +539,7 @@ impl Coordinator {
                 );
                 self.stats.fenced.fetch_add(1, Ordering::Relaxed);
                 self.shared.fence(std::slice::from_ref(&partition));
+                self.sweep(std::slice::from_ref(&partition));
             }
             Event::Swapped(plugin) => {
                 tracing::info!(
@@ -572,10 +631,12 @@ impl Coordinator {
         };
         failpoints::hit("after-seal").map_err(crate::commit::CommitError::from)?;
         let started = Instant::now();
-        let published = self.retrying("commit checkpoint", |c| {
+        let what = format!("commit checkpoint {}", prepared.checkpoint);
+        let published = self.retrying(&what, |c| {
+            let deadline = c.deadline.clone();
             c.runtime
                 .clone()
-                .block_on(c.committer.commit(&prepared))
+                .block_on(deadline.bound(&what, c.committer.commit(&prepared)))
                 .map_err(RunError::from)
         })?;
         if !published.fenced.is_empty() {
@@ -590,12 +651,15 @@ impl Coordinator {
                 self.discard(file.kind, &file.source, &file.id, &file.key, &file.publish);
             }
             self.shared.fence(&published.fenced);
+            self.sweep(&published.fenced);
         }
         if let Some(commit) = &published.commit {
-            self.retrying("publish checkpoint", |c| {
+            let what = format!("publish checkpoint {}", commit.checkpoint);
+            self.retrying(&what, |c| {
+                let deadline = c.deadline.clone();
                 c.runtime
                     .clone()
-                    .block_on(c.committer.publish(commit))
+                    .block_on(deadline.bound(&what, c.committer.publish(commit)))
                     .map_err(RunError::from)
             })?;
             self.commit_kafka_offsets(&commit.ranges);
@@ -671,30 +735,45 @@ impl Coordinator {
         }
     }
 
-    /// Repeats `op` while it fails with a retryable error, with backoff,
-    /// until the shutdown deadline if one is set.
+    /// Repeats `op` under the run's one retry policy: while it fails with a
+    /// retryable error, with backoff, until the shutdown deadline.
     fn retrying<T>(
         &mut self,
         what: &str,
         mut op: impl FnMut(&mut Self) -> Result<T, RunError>,
     ) -> Result<T, RunError> {
-        let backoff = Backoff::default();
-        let mut delay = backoff.first;
-        let mut attempt = 1;
-        loop {
-            match op(self) {
-                Ok(v) => return Ok(v),
-                Err(e) if e.retryable() => {
-                    if self.deadline.is_some_and(|d| Instant::now() + delay > d) {
-                        tracing::error!(operation = what, error = %e, "giving up at the shutdown deadline");
-                        return Err(RunError::ShutdownTimeout(self.shutdown_timeout));
-                    }
-                    tracing::warn!(operation = what, attempt, retry_in_ms = delay.as_millis() as u64, error = %e, "failed; retrying");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(backoff.max);
-                    attempt += 1;
-                }
-                Err(e) => return Err(e),
+        let policy = self.policy.clone();
+        retry_blocking(what, &policy, || op(self))
+    }
+
+    /// After partitions were fenced: what this instance staged for them
+    /// and what nobody names goes (see `Committer::sweep_fenced`).
+    fn sweep(&mut self, partitions: &[TopicPartition]) {
+        for tp in partitions {
+            let deadline = self.deadline.clone();
+            let swept = self.runtime.clone().block_on(async {
+                deadline
+                    .bound::<(), GaveUp>("sweep", async {
+                        self.committer.sweep_fenced(tp).await;
+                        Ok(())
+                    })
+                    .await
+            });
+            if swept.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Counts the claims that skipped offsets or reset a partition.
+    fn count_moves(&mut self) {
+        for claim in self.committer.take_moves() {
+            let Some(moved) = &claim.moved else { continue };
+            if claim.next > moved.from {
+                let n = (claim.next - moved.from) as u64;
+                self.stats.skipped.fetch_add(n, Ordering::Relaxed);
+            } else {
+                self.stats.resets.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use crate::commit::{CommitError, TopicPartition};
+use crate::commit::{Claimed, CommitError, MissingOffsets, TopicPartition, Wanted};
 use crate::error::{Blame, Classify};
 use crate::plugin::{PluginConfig, PluginError};
 use crate::sink::{FileSettings, SinkError};
@@ -52,6 +52,8 @@ pub struct RunSettings {
     pub files: FileSettings,
     pub shutdown_timeout: Duration,
     pub single_writer: bool,
+    /// What to do about offsets Kafka no longer has or never had.
+    pub on_missing_offsets: MissingOffsets,
     /// Records per batch handed to a worker.
     pub batch_records: usize,
     /// Commits between snapshots of the log's state.
@@ -79,6 +81,11 @@ pub struct Stats {
     pub fenced: AtomicU64,
     /// Records the broker served again and the consumer skipped.
     pub redelivered: AtomicU64,
+    /// Offsets the commit log records as skipped: Kafka no longer had them.
+    pub skipped: AtomicU64,
+    /// Times a partition's log was found to end below the commit log's
+    /// next offset (truncated, or the topic recreated), recorded as a reset.
+    pub resets: AtomicU64,
     /// Partitions claimed here now.
     pub partitions: AtomicU64,
     /// Records between the consumer's position and the high watermark,
@@ -107,6 +114,8 @@ pub enum RunError {
         "shutdown did not finish within --shutdown-timeout ({0:?}); what was not committed is recovered at the next start"
     )]
     ShutdownTimeout(Duration),
+    #[error(transparent)]
+    GaveUp(#[from] crate::retry::GaveUp),
     #[error("pipeline thread failed: {0}")]
     Thread(String),
 }
@@ -120,8 +129,20 @@ impl Classify for RunError {
             RunError::Sink(e) => e.blame(),
             RunError::Commit(e) => e.blame(),
             RunError::Config(_) => Blame::User,
-            RunError::ShutdownTimeout(_) => Blame::Environment,
+            RunError::ShutdownTimeout(_) | RunError::GaveUp(_) => Blame::Environment,
             RunError::Thread(_) => Blame::Internal,
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        match self {
+            RunError::Store(e) => e.retryable(),
+            RunError::Source(e) => e.retryable(),
+            RunError::Plugin(e) => e.retryable(),
+            RunError::Sink(e) => e.retryable(),
+            RunError::Commit(e) => e.retryable(),
+            RunError::ShutdownTimeout(_) | RunError::GaveUp(_) => false,
+            other => other.blame() == Blame::Environment,
         }
     }
 }
@@ -138,9 +159,11 @@ pub struct Sent {
 
 /// What the other threads tell the coordinator.
 pub enum Event {
+    /// Claim these partitions; the reply holds those that are ours once
+    /// their recovery is done.
     Claim {
-        partitions: Vec<(TopicPartition, i64)>,
-        reply: crossbeam_channel::Sender<std::collections::BTreeMap<TopicPartition, i64>>,
+        wanted: Vec<Wanted>,
+        reply: crossbeam_channel::Sender<std::collections::BTreeMap<TopicPartition, Claimed>>,
     },
     /// A barrier was placed; `sent` is what was sent per partition since
     /// the previous one.
@@ -161,6 +184,9 @@ pub enum Event {
     /// the partition is dropped, as when the log fences it.
     Disowned {
         partition: TopicPartition,
+        /// The claim the file was written under: a file of an older one
+        /// says nothing about the current claim.
+        claim: u64,
         error: SinkError,
     },
     /// Checkpoints placed from now on are this plugin's.

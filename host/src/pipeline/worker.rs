@@ -28,6 +28,9 @@ pub enum WorkerMsg {
     /// Run this plugin from now on. Sent right after a `Seal`, so that
     /// every file is one plugin build's.
     Swap(Arc<crate::plugin::Plugin>),
+    /// Consumption paused on the memory budget: seal files early until it
+    /// can resume.
+    Shed,
     Stop,
 }
 
@@ -125,6 +128,7 @@ impl Worker {
                     self.cx.switch_plugin(plugin);
                     Ok(())
                 }
+                WorkerMsg::Shed => self.shed(&mut sinks, &mut records),
                 WorkerMsg::Stop => break,
             };
             if let Err(e) = result {
@@ -143,6 +147,7 @@ impl Worker {
         tp: &TopicPartition,
         error: crate::sink::SinkError,
     ) {
+        let claim = sinks.get(tp).map_or(0, PartitionSink::claim);
         if let Some(mut sink) = sinks.remove(tp) {
             sink.abort(&self.cx);
         }
@@ -150,6 +155,7 @@ impl Worker {
         self.update_memory(sinks);
         let _ = self.events.send(Event::Disowned {
             partition: tp.clone(),
+            claim,
             error,
         });
     }
@@ -174,9 +180,22 @@ impl Worker {
                 crate::plugin::OutcomeRef::Keep(_) => None,
             }));
         let kept = outcomes.kept();
+        if let Some(held) = sinks.get_mut(&batch.source)
+            && held.claim() != batch.claim
+        {
+            // The consumer has every file of a claim sealed (a move) or
+            // aborted (a fence) before it sends batches of the next one;
+            // this only guards that order.
+            if !held.is_empty() {
+                tracing::warn!(partition = %batch.source, held = held.claim(), batch = batch.claim, "files of an earlier claim still open; aborting them");
+            }
+            held.abort(&self.cx);
+            sinks.remove(&batch.source);
+            records.remove(&batch.source);
+        }
         let sink = sinks
             .entry(batch.source.clone())
-            .or_insert_with(|| PartitionSink::new(batch.source.clone()));
+            .or_insert_with(|| PartitionSink::new(batch.source.clone(), batch.claim));
         sink.write(&self.cx, self.checkpoint, &views, &outcomes)?;
         *records.entry(batch.source.clone()).or_default() += views.len() as u64;
         self.stats.kept.fetch_add(kept as u64, Ordering::Relaxed);
@@ -184,18 +203,34 @@ impl Worker {
             .dropped
             .fetch_add((views.len() - kept) as u64, Ordering::Relaxed);
         self.update_memory(sinks);
-        // Over budget: seal the largest files until back under, or down to
-        // this worker's fair share. Sealed files hold no memory; they wait,
-        // uploaded, for the checkpoint.
+        self.shed(sinks, records)
+    }
+
+    /// Over budget, or paused and not yet back under where consumption
+    /// resumes: seals the largest files until that is over, or down to
+    /// half this worker's fair share. Sealed files hold no memory; they
+    /// wait, uploaded, for the checkpoint.
+    fn shed(
+        &self,
+        sinks: &mut HashMap<TopicPartition, PartitionSink>,
+        records: &mut BTreeMap<TopicPartition, u64>,
+    ) -> Result<(), RunError> {
         let share = (self.budget.limit() / self.workers as u64) as usize;
-        while self.budget.over()
+        while self.budget.must_shed()
             && sinks.values().map(PartitionSink::memory).sum::<usize>() > share / 2
         {
-            let Some(sink) = sinks.values_mut().max_by_key(|s| s.memory()) else {
+            let Some((tp, sink)) = sinks.iter_mut().max_by_key(|(_, s)| s.memory()) else {
                 break;
             };
-            if sink.seal_largest()? == 0 {
-                break;
+            match sink.seal_largest() {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.upload_gone() => {
+                    let tp = tp.clone();
+                    self.disown(sinks, records, &tp, e);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
             }
             self.stats.early_seals.fetch_add(1, Ordering::Relaxed);
             self.update_memory(sinks);

@@ -18,6 +18,7 @@
 
 use std::cell::RefCell;
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use wasmtime::ValRaw;
 use wasmtime::component::__internal::{
@@ -155,25 +156,57 @@ enum Entry {
     Drop(Span),
 }
 
-/// A position in [`Outcomes`].
+/// A position in [`Outcomes`], valid only for the arena it was taken from
+/// and only until that arena is next truncated: spans are resolved without
+/// a UTF-8 check, so a truncation to a foreign or outdated position could
+/// leave a span over bytes written later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mark {
+    arena: u64,
     entries: usize,
     cells: usize,
     bytes: usize,
 }
 
+/// Tags arenas: every arena, clone and truncation gets a fresh one.
+fn next_arena() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// The outcomes of a run of records, in record order.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug)]
 pub struct Outcomes {
+    /// Which marks may be used here (see [`Mark`]).
+    arena: u64,
     entries: Vec<Entry>,
     cells: Vec<Cell>,
     bytes: Vec<u8>,
 }
 
+impl Default for Outcomes {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
+}
+
+impl Clone for Outcomes {
+    /// A clone grows apart from its original: marks of one must not be used
+    /// on the other.
+    fn clone(&self) -> Self {
+        Self {
+            arena: next_arena(),
+            entries: self.entries.clone(),
+            cells: self.cells.clone(),
+            bytes: self.bytes.clone(),
+        }
+    }
+}
+
 impl Outcomes {
     pub fn with_capacity(records: usize) -> Self {
         Self {
+            arena: next_arena(),
             entries: Vec::with_capacity(records),
             cells: Vec::new(),
             bytes: Vec::new(),
@@ -239,22 +272,41 @@ impl Outcomes {
     /// Where the arena ends now, to roll back to or check from.
     pub fn mark(&self) -> Mark {
         Mark {
+            arena: self.arena,
             entries: self.entries.len(),
             cells: self.cells.len(),
             bytes: self.bytes.len(),
         }
     }
 
-    /// Forgets everything appended since `mark`.
+    /// Panics unless `mark` was taken here since the last truncation: then,
+    /// and only then, it is a prefix of what the arena holds.
+    fn check_mark(&self, mark: Mark) {
+        assert!(
+            mark.arena == self.arena,
+            "a mark of another arena, or one taken before a truncation"
+        );
+        debug_assert!(
+            mark.entries <= self.entries.len()
+                && mark.cells <= self.cells.len()
+                && mark.bytes <= self.bytes.len()
+        );
+    }
+
+    /// Forgets everything appended since `mark`. Every mark taken before
+    /// is outdated by it.
     pub fn truncate(&mut self, mark: Mark) {
+        self.check_mark(mark);
         self.entries.truncate(mark.entries);
         self.cells.truncate(mark.cells);
         self.bytes.truncate(mark.bytes);
+        self.arena = next_arena();
     }
 
     /// Turns kept rows appended since `mark` that `check` rejects into drops
     /// with its reason.
     pub fn check_since(&mut self, mark: Mark, check: impl Fn(&Row<'_>) -> Result<(), String>) {
+        self.check_mark(mark);
         for i in mark.entries..self.entries.len() {
             if let OutcomeRef::Keep(row) = self.resolve(self.entries[i])
                 && let Err(reason) = check(&row)
@@ -538,6 +590,41 @@ mod tests {
         assert_eq!(a.len(), 1);
         a.push_keep([ValueRef::Boolean(true)]);
         assert_eq!(format!("{:?}", a.get(1)), "Some(Keep([Boolean(true)]))");
+    }
+
+    #[test]
+    #[should_panic(expected = "a mark of another arena")]
+    fn a_mark_of_another_arena_is_refused() {
+        // Without the check this truncation would leave the drop's span
+        // over bytes pushed later, which need not be UTF-8.
+        let mut other = Outcomes::default();
+        other.push_drop("ab");
+        let foreign = other.mark();
+        let mut a = Outcomes::default();
+        a.push_drop("héllo");
+        a.truncate(foreign);
+    }
+
+    #[test]
+    #[should_panic(expected = "taken before a truncation")]
+    fn a_mark_outdated_by_a_truncation_is_refused() {
+        let mut a = Outcomes::default();
+        let start = a.mark();
+        a.push_drop("first");
+        a.push_drop("second");
+        let later = a.mark();
+        a.truncate(start);
+        a.push_drop("a much longer reason");
+        a.push_keep([ValueRef::Bytes(&[0xff; 64])]);
+        a.truncate(later);
+    }
+
+    #[test]
+    #[should_panic(expected = "a mark of another arena")]
+    fn a_clone_has_marks_of_its_own() {
+        let a = Outcomes::default();
+        let mut b = a.clone();
+        b.check_since(a.mark(), |_| Ok(()));
     }
 
     #[test]

@@ -18,25 +18,22 @@ use tokio::runtime::Handle;
 
 pub use file::{FileSettings, SealedFile};
 pub use schema::{CHECKPOINT_ID, DroppedRow, data_schema, dropped_schema};
-pub use staged::{STAGING_DIR, abort, publish};
+pub use staged::{Leftover, STAGING_DIR, abort, leftovers, publish, remove, staged_by_id};
 
 use crate::commit::{CommitError, CommitLog, FileKind, Owner, TopicPartition};
 use crate::error::{Blame, Classify};
 use crate::failpoints::FailpointError;
 use crate::plugin::{KafkaRecord, OutcomeRef, Outcomes, Plugin, ValueRef};
-use crate::store::Location;
+use crate::retry::{GaveUp, Policy};
+use crate::store::{Location, OpError};
 use file::ParquetFile;
 use schema::{DataRows, DroppedRows};
 use staged::StagedWriter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("{op} {url}: {source}")]
-    Store {
-        op: &'static str,
-        url: String,
-        source: Box<object_store::Error>,
-    },
+    #[error(transparent)]
+    Store(#[from] OpError),
     #[error("writing Parquet: {0}")]
     Parquet(parquet::errors::ParquetError),
     #[error(transparent)]
@@ -47,15 +44,26 @@ pub enum SinkError {
     Task(tokio::task::JoinError),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    GaveUp(#[from] GaveUp),
 }
 
 impl Classify for SinkError {
     fn blame(&self) -> Blame {
         match self {
-            SinkError::Store { source, .. } => crate::store::blame(source),
+            SinkError::Store(e) => e.blame(),
             SinkError::Failpoint(_) => Blame::Environment,
             SinkError::Log(e) => e.blame(),
+            SinkError::GaveUp(e) => e.blame(),
             SinkError::Parquet(_) | SinkError::Task(_) | SinkError::Invalid(_) => Blame::Internal,
+        }
+    }
+
+    fn retryable(&self) -> bool {
+        match self {
+            SinkError::Log(e) => e.retryable(),
+            SinkError::GaveUp(_) => false,
+            other => other.blame() == Blame::Environment,
         }
     }
 }
@@ -65,7 +73,7 @@ impl SinkError {
     /// new owner aborted it while claiming the partition. Not an error of
     /// this instance, which has lost the partition.
     pub fn upload_gone(&self) -> bool {
-        let SinkError::Store { source, .. } = self else {
+        let SinkError::Store(OpError { source, .. }) = self else {
             return false;
         };
         if matches!(**source, object_store::Error::NotFound { .. }) {
@@ -95,6 +103,8 @@ pub struct SinkContext {
     pub owner: Owner,
     pub settings: FileSettings,
     pub plugin: Arc<Plugin>,
+    /// How uploads are retried, until the run's shutdown deadline.
+    pub policy: Policy,
     data_schema: SchemaRef,
     dropped_schema: SchemaRef,
 }
@@ -118,9 +128,16 @@ impl SinkContext {
             owner,
             settings,
             plugin,
+            policy: Policy::until(crate::retry::Deadline::default()),
             data_schema,
             dropped_schema: dropped_schema(),
         }
+    }
+
+    /// Retries give up at this policy's deadline.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Files opened from now on are the new plugin's, with its columns.
@@ -166,6 +183,56 @@ impl Hour {
             self.year, self.month, self.day, self.hour
         )
     }
+}
+
+/// Where a file of `source` starting at `first_offset` goes: under its
+/// hour, named for its partition, so that the files of one partition can
+/// be found among all (see [`of_partition`]).
+fn file_key(hour: &Hour, source: &TopicPartition, first_offset: i64, id: &str) -> String {
+    format!(
+        "{}/part-{}-{}-{first_offset:020}-{}.parquet",
+        hour.dir(),
+        source.topic,
+        source.partition,
+        &id[..12]
+    )
+}
+
+/// Whether `key` (inside its location) is a file of `source` as
+/// [`file_key`] lays it out: `year=YYYY/month=MM/day=DD/hour=HH/` and the
+/// partition's name. Exact, so that neither a location nested in this one
+/// nor another topic matches: a topic name may hold dashes and digits (`a`
+/// partition 1 and `a-1` partition 2 share the prefix `part-a-1-`), so the
+/// rest of the name must be the 20-digit offset and the 12-character id.
+pub fn of_partition(key: &str, source: &TopicPartition) -> bool {
+    let parts: Vec<&str> = key.split('/').collect();
+    let [year, month, day, hour, name] = parts[..] else {
+        return false;
+    };
+    let digits = |part: &str, field: &str, n: usize| {
+        part.strip_prefix(field)
+            .is_some_and(|d| d.len() == n && d.bytes().all(|b| b.is_ascii_digit()))
+    };
+    if !(digits(year, "year=", 4)
+        && digits(month, "month=", 2)
+        && digits(day, "day=", 2)
+        && digits(hour, "hour=", 2))
+    {
+        return false;
+    }
+    let prefix = format!("part-{}-{}-", source.topic, source.partition);
+    let Some(rest) = name
+        .strip_prefix(&prefix)
+        .and_then(|r| r.strip_suffix(".parquet"))
+    else {
+        return false;
+    };
+    // Bytes, not characters: a name need not be ASCII.
+    let rest = rest.as_bytes();
+    rest.len() == 33
+        && rest[..20].iter().all(u8::is_ascii_digit)
+        && rest[20] == b'-'
+        && rest[21..].iter().all(u8::is_ascii_alphanumeric)
 }
 
 const EPOCH: Hour = Hour {
@@ -218,6 +285,9 @@ type Slot = (FileKind, Hour);
 /// The files of one partition in the current checkpoint.
 pub struct PartitionSink {
     source: TopicPartition,
+    /// The claim its records were consumed under; its staging entries say
+    /// so, for the recovery of a later owner.
+    claim: u64,
     /// A handful at most (an output and an hour each), so a list: cheaper
     /// per record than hashing.
     open: Vec<(Slot, OpenFile)>,
@@ -227,9 +297,10 @@ pub struct PartitionSink {
 }
 
 impl PartitionSink {
-    pub fn new(source: TopicPartition) -> Self {
+    pub fn new(source: TopicPartition, claim: u64) -> Self {
         Self {
             source,
+            claim,
             open: Vec::new(),
             sealed: Vec::new(),
             last_hour: None,
@@ -345,13 +416,7 @@ impl PartitionSink {
             return Ok(&mut self.open[i].1);
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
-        let key = format!(
-            "{}/part-{}-{}-{first_offset:020}-{}.parquet",
-            hour.dir(),
-            self.source.topic,
-            self.source.partition,
-            &id[..12]
-        );
+        let key = file_key(&hour, &self.source, first_offset, &id);
         let staged = StagedWriter::open(
             cx,
             staged::FileSpec {
@@ -359,6 +424,7 @@ impl PartitionSink {
                 source: &self.source,
                 key,
                 id: &id,
+                claim: self.claim,
             },
         )?;
         let (schema, rows) = match kind {
@@ -385,6 +451,15 @@ impl PartitionSink {
         let file = ParquetFile::new(kind, id, self.source.clone(), schema, staged, &cx.settings)?;
         self.open.push((slot, OpenFile { file, rows }));
         Ok(&mut self.open.last_mut().expect("just pushed").1)
+    }
+
+    pub fn claim(&self) -> u64 {
+        self.claim
+    }
+
+    /// No file open and none sealed awaiting its checkpoint.
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty() && self.sealed.is_empty()
     }
 
     /// Memory held by this partition's open files.
@@ -508,20 +583,50 @@ mod tests {
             }
             upload.complete().await.unwrap_err()
         });
-        let error = SinkError::Store {
+        let error = SinkError::Store(OpError {
+            setting: "OUTPUT_PATH",
             op: "finish staging file",
             url: "file".into(),
             source: Box::new(error),
-        };
+        });
         assert!(error.upload_gone(), "{error}");
-        let other = SinkError::Store {
+        let other = SinkError::Store(OpError {
+            setting: "OUTPUT_PATH",
             op: "upload part",
             url: "file".into(),
             source: Box::new(object_store::Error::Generic {
                 store: "S3",
                 source: "503 SlowDown".into(),
             }),
-        };
+        });
         assert!(!other.upload_gone());
+    }
+
+    #[test]
+    fn files_are_told_apart_by_partition_exactly() {
+        let tp = |topic: &str, partition| TopicPartition {
+            topic: topic.into(),
+            partition,
+        };
+        let id = "0123456789abcdef0123456789abcdef";
+        let key = file_key(&EPOCH, &tp("a-1", 2), 7, id);
+        assert!(of_partition(&key, &tp("a-1", 2)), "{key}");
+        assert!(!of_partition(&key, &tp("a", 1)), "{key}");
+        assert!(!of_partition(&key, &tp("a-1", 22)), "{key}");
+        assert!(
+            !of_partition(
+                &format!("dropped/{}", file_key(&EPOCH, &tp("a", 1), 7, id)),
+                &tp("a", 1)
+            ),
+            "a location nested in this one is not this one"
+        );
+        assert!(!of_partition(
+            "year=1970/month=01/day=01/hour=00/part-a-1-x.parquet",
+            &tp("a", 1)
+        ));
+        assert!(!of_partition(
+            "year=1970/month=01/day=01/hour=00/part-a-1-ééééééééééééééééé.parquet",
+            &tp("a", 1)
+        ));
     }
 }

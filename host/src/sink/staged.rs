@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 use super::{SinkContext, SinkError};
 use crate::commit::{FileKind, Publish, StagedEntry, Staging, TopicPartition};
 use crate::failpoints;
-use crate::retry::{Backoff, retry};
+use crate::retry::{Policy, retry};
 use crate::store::Location;
 
 /// Hidden directory, in each output location, for files being written on
@@ -49,6 +49,7 @@ pub struct StagedWriter {
     location: Location,
     key: String,
     runtime: Handle,
+    policy: Policy,
     mode: Mode,
     bytes: u64,
 }
@@ -60,6 +61,16 @@ pub struct FileSpec<'a> {
     /// The final key inside the data or dropped location.
     pub key: String,
     pub id: &'a str,
+    /// The claim the file's records were consumed under.
+    pub claim: u64,
+}
+
+/// The staging key of a file on a store without multipart uploads.
+fn staging_key(source: &TopicPartition, file_id: &str) -> String {
+    format!(
+        "{STAGING_DIR}/{}/{}/{file_id}.parquet.inprogress",
+        source.topic, source.partition
+    )
 }
 
 impl StagedWriter {
@@ -70,50 +81,43 @@ impl StagedWriter {
             source,
             key,
             id: file_id,
+            claim,
         } = spec;
         let (location, log, runtime, owner) = (cx.location(kind), &*cx.log, &cx.runtime, &cx.owner);
-        let store_err = |op: &'static str, k: &str| {
-            let url = location.url_of(k);
-            move |source| SinkError::Store {
-                op,
-                url,
-                source: Box::new(source),
-            }
-        };
         let staging = match &location.multipart {
             Some(_) => Staging::Multipart { upload_id: None },
             None => Staging::Rename {
-                staging: format!(
-                    "{STAGING_DIR}/{}/{}/{file_id}.parquet.inprogress",
-                    source.topic, source.partition
-                ),
+                staging: staging_key(source, file_id),
             },
         };
         let entry = StagedEntry {
             file_id: file_id.to_owned(),
             owner: owner.clone(),
+            claim,
             kind,
             source: source.clone(),
             key: key.clone(),
             staging: staging.clone(),
         };
-        runtime.block_on(retry("write staging entry", Backoff::default(), || {
-            log.stage(&entry)
-        }))?;
+        runtime.block_on(retry(
+            &format!("write staging entry of {source}"),
+            &cx.policy,
+            || log.stage(&entry),
+        ))?;
         failpoints::hit("after-staging-entry")?;
         let mode = match (&location.multipart, staging) {
             (Some(mp), _) => {
                 let path = location.path(&key);
                 // A start whose reply was lost and that was retried leaves
-                // a second upload at the key: the committer aborts it once
-                // the file is published.
+                // a second upload at the key: publishing or aborting the
+                // file aborts every upload open at its key.
                 let upload_id = runtime.block_on(retry(
-                    "start multipart upload",
-                    Backoff::default(),
+                    &format!("start multipart upload {}", location.url_of(&key)),
+                    &cx.policy,
                     || async {
-                        mp.create_multipart(&path)
-                            .await
-                            .map_err(store_err("start multipart upload", &key))
+                        mp.create_multipart(&path).await.map_err(|e| {
+                            SinkError::from(location.failed("start multipart upload", &key, e))
+                        })
                     },
                 ))?;
                 Mode::Multipart {
@@ -127,7 +131,7 @@ impl StagedWriter {
             (None, Staging::Rename { staging }) => {
                 let upload = runtime
                     .block_on(location.store.put_multipart(&location.path(&staging)))
-                    .map_err(store_err("start staging file", &staging))?;
+                    .map_err(|e| location.failed("start staging file", &staging, e))?;
                 Mode::Rename {
                     staging,
                     upload,
@@ -140,6 +144,7 @@ impl StagedWriter {
             location: location.clone(),
             key,
             runtime: runtime.clone(),
+            policy: cx.policy.clone(),
             mode,
             bytes: 0,
         })
@@ -188,11 +193,8 @@ impl StagedWriter {
     /// Waits until at most `keep` part uploads are in flight.
     fn settle(&mut self, keep: usize) -> Result<(), SinkError> {
         let url = self.location.url_of(&self.key);
-        let failed = |source| SinkError::Store {
-            op: "upload part",
-            url: url.clone(),
-            source: Box::new(source),
-        };
+        let (location, key) = (&self.location, &self.key);
+        let failed = |source| SinkError::from(location.failed("upload part", key, source));
         match &mut self.mode {
             Mode::Multipart {
                 store,
@@ -208,10 +210,9 @@ impl StagedWriter {
                         // The part is still in hand: upload it again.
                         Err(e) => {
                             tracing::warn!(url = %url, part = idx, error = %e, "part upload failed; retrying");
-                            let (location, key) = (&self.location, &self.key);
                             self.runtime.block_on(retry(
-                                "upload part",
-                                Backoff::default(),
+                                &format!("upload part {idx} of {url}"),
+                                &self.policy,
                                 || async {
                                     match store
                                         .put_part(path, upload_id, idx, payload.clone())
@@ -276,14 +277,9 @@ impl StagedWriter {
                 mut upload,
                 ..
             } => {
-                let url = self.location.url_of(&staging);
                 self.runtime
                     .block_on(upload.complete())
-                    .map_err(|source| SinkError::Store {
-                        op: "finish staging file",
-                        url,
-                        source: Box::new(source),
-                    })?;
+                    .map_err(|e| self.location.failed("finish staging file", &staging, e))?;
                 Ok((Publish::Rename { staging }, bytes))
             }
         }
@@ -342,45 +338,159 @@ pub async fn publish(location: &Location, key: &str, how: &Publish) -> Result<()
         // gone and the object is there.
         Err(e) => match location.store.head(&path).await {
             Ok(_) => Ok(()),
-            Err(_) => Err(SinkError::Store {
-                op: "publish",
-                url: location.url_of(key),
-                source: Box::new(e),
-            }),
+            Err(_) => Err(location.failed("publish", key, e).into()),
         },
     }
 }
 
-/// Drops a staged file that no commit claimed. Idempotent. Without an
-/// upload id, every upload open at the key is aborted: only for files
-/// whose writer is gone.
+/// Drops a staged file that no commit claimed. Idempotent. On S3 every
+/// upload open at the key goes, not only the one whose id is known: a
+/// start of the upload that object_store retried after a lost reply left
+/// another there, and the key is this file's alone.
 pub async fn abort(location: &Location, key: &str, staging: &Staging) -> Result<(), SinkError> {
     let result = match staging {
-        Staging::Multipart {
-            upload_id: Some(upload_id),
-        } => match &location.multipart {
-            Some(mp) => {
-                mp.abort_multipart(&location.path(key), &upload_id.clone())
-                    .await
+        Staging::Multipart { upload_id } => {
+            let known = match (&location.multipart, upload_id) {
+                (Some(mp), Some(id)) => mp.abort_multipart(&location.path(key), id).await,
+                _ => Ok(()),
+            };
+            match known {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    location.abort_open_uploads(key).await.map(|n| {
+                        if n > 0 {
+                            tracing::info!(file = %location.url_of(key), uploads = n, "aborted open multipart uploads");
+                        }
+                    })
+                }
+                Err(e) => Err(e),
             }
-            None => Ok(()),
-        },
-        Staging::Multipart { upload_id: None } => location.abort_open_uploads(key).await.map(|n| {
-            if n > 0 {
-                tracing::info!(file = %location.url_of(key), uploads = n, "aborted open multipart uploads");
-            }
-        }),
+        }
         Staging::Rename { staging } => {
             location.remove_partial(staging);
-            location.store.delete(&location.path(staging)).await
+            location.delete_durably(staging).await
         }
     };
     match result {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(source) => Err(SinkError::Store {
-            op: "abort",
-            url: location.url_of(key),
-            source: Box::new(source),
-        }),
+        Err(source) => Err(location.failed("abort", key, source).into()),
+    }
+}
+
+/// Something staged in an output location for a partition: an open
+/// multipart upload (S3), or a staging file (local disk).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leftover {
+    Upload { key: String, upload_id: String },
+    File { file_id: String, staging: String },
+}
+
+/// Every upload open and every staging file present for `source` in
+/// `location`, whoever wrote it. Stores that cannot list uploads
+/// (memory://) report none.
+pub async fn leftovers(
+    location: &Location,
+    source: &TopicPartition,
+) -> Result<Vec<Leftover>, SinkError> {
+    if location.uploads.is_some() {
+        let open = match location.open_uploads_under("").await {
+            Ok(open) => open,
+            // Not allowed or not offered: the lifecycle rule is left to
+            // clean up (docs/commit-protocol.md, Known limits).
+            Err(
+                e @ (object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+                | object_store::Error::NotSupported { .. }),
+            ) => {
+                tracing::warn!(setting = location.setting, error = %e, "cannot list open multipart uploads (needs s3:ListBucketMultipartUploads); leaving those nobody names to the bucket's lifecycle rule");
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(location.failed("list open uploads", "", e).into()),
+        };
+        // Keys relative to this location, and only those laid out as its
+        // files are: another location nested inside this one (DROPPED_PATH
+        // under OUTPUT_PATH), or beside it under the same prefix, holds
+        // files named alike.
+        let prefix = location.prefix.to_string();
+        return Ok(open
+            .into_iter()
+            .filter_map(|(key, upload_id)| {
+                let key = if prefix.is_empty() {
+                    key
+                } else {
+                    key.strip_prefix(&prefix)?.strip_prefix('/')?.to_owned()
+                };
+                super::of_partition(&key, source).then_some(Leftover::Upload { key, upload_id })
+            })
+            .collect());
+    }
+    let Some(dir) = &location.local_dir else {
+        return Ok(Vec::new());
+    };
+    let staging_dir = format!("{STAGING_DIR}/{}/{}", source.topic, source.partition);
+    let entries = match std::fs::read_dir(dir.join(&staging_dir)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(location
+                .failed(
+                    "list staging files",
+                    &staging_dir,
+                    object_store::Error::Generic {
+                        store: "LocalFileSystem",
+                        source: Box::new(e),
+                    },
+                )
+                .into());
+        }
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // `<id>.parquet.inprogress`, or object_store's `...#<n>` of a file
+        // whose writer died before finishing it.
+        if let Some((file_id, _)) = name.split_once(".parquet.inprogress") {
+            let file_id = file_id.to_owned();
+            if !found
+                .iter()
+                .any(|l| matches!(l, Leftover::File { file_id: f, .. } if *f == file_id))
+            {
+                found.push(Leftover::File {
+                    staging: staging_key(source, &file_id),
+                    file_id,
+                });
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Removes a leftover. Idempotent.
+pub async fn remove(location: &Location, leftover: &Leftover) -> Result<(), SinkError> {
+    let result = match leftover {
+        Leftover::Upload { key, upload_id } => match &location.multipart {
+            Some(mp) => mp.abort_multipart(&location.path(key), upload_id).await,
+            None => Ok(()),
+        },
+        Leftover::File { staging, .. } => {
+            location.remove_partial(staging);
+            location.delete_durably(staging).await
+        }
+    };
+    let key = match leftover {
+        Leftover::Upload { key, .. } => key,
+        Leftover::File { staging, .. } => staging,
+    };
+    match result {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(source) => Err(location.failed("abort", key, source).into()),
+    }
+}
+
+/// The staging files a torn staging entry of `file_id` may have left, in
+/// either output: its name says its id, and the id says the files.
+pub fn staged_by_id(source: &TopicPartition, file_id: &str) -> Leftover {
+    Leftover::File {
+        file_id: file_id.to_owned(),
+        staging: staging_key(source, file_id),
     }
 }

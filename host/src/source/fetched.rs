@@ -28,15 +28,18 @@ struct HeaderMeta {
 #[derive(Debug, Clone)]
 pub struct Fetched {
     pub source: TopicPartition,
+    /// The claim (commit sequence) the records were consumed under.
+    pub claim: u64,
     data: Vec<u8>,
     records: Vec<Meta>,
     headers: Vec<HeaderMeta>,
 }
 
 impl Fetched {
-    pub fn new(source: TopicPartition) -> Self {
+    pub fn new(source: TopicPartition, claim: u64) -> Self {
         Self {
             source,
+            claim,
             data: Vec::new(),
             records: Vec::new(),
             headers: Vec::new(),
@@ -146,10 +149,13 @@ mod tests {
 
     #[test]
     fn records_come_back_as_pushed() {
-        let mut f = Fetched::new(TopicPartition {
-            topic: "t".into(),
-            partition: 2,
-        });
+        let mut f = Fetched::new(
+            TopicPartition {
+                topic: "t".into(),
+                partition: 2,
+            },
+            1,
+        );
         f.push(10, Some(5), Some(b"k"), Some(b"value"));
         f.push(11, None, None, None);
         f.push(13, Some(7), None, Some(b""));

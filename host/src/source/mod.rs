@@ -22,7 +22,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 pub use fetched::Fetched;
 
-use crate::commit::TopicPartition;
+use crate::commit::{Claimed, OffsetReset, TopicPartition, Wanted};
 use crate::error::{Blame, Classify};
 
 /// How to reach the topic; every field is a flag and an environment
@@ -64,10 +64,11 @@ impl Classify for SourceError {
 /// What the pipeline does when the group moves partitions; called on the
 /// consumer's thread, inside `poll`.
 pub trait Rebalance: Send + Sync + 'static {
-    /// Claims the partitions and returns where to start each one.
-    /// `earliest` is Kafka's low watermark, for partitions the log has
-    /// never seen.
-    fn assigned(&self, partitions: Vec<(TopicPartition, i64)>) -> BTreeMap<TopicPartition, i64>;
+    /// Claims the partitions and returns where to start each one that is
+    /// ours. Each comes with Kafka's watermarks: where a partition the log
+    /// has never seen starts, and what tells that the log's next offset is
+    /// one Kafka no longer has or never had.
+    fn assigned(&self, partitions: Vec<Wanted>) -> BTreeMap<TopicPartition, Claimed>;
 
     /// Commits what is held for the partitions before they go.
     fn revoked(&self, partitions: Vec<TopicPartition>);
@@ -133,9 +134,11 @@ impl ConsumerContext for SourceContext {
                 for tp in partitions(tpl) {
                     let (low, high) = watermarks(consumer, &tp);
                     ends.insert(tp.clone(), high);
-                    wanted.push((tp, low.unwrap_or(0)));
+                    wanted.push(Wanted::assigned(tp, low, high));
                 }
-                let next = self.rebalance.assigned(wanted);
+                let claimed = self.rebalance.assigned(wanted);
+                let next: BTreeMap<TopicPartition, i64> =
+                    claimed.iter().map(|(tp, c)| (tp.clone(), c.next)).collect();
                 for (tp, offset) in &next {
                     if let Err(e) =
                         tpl.set_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
@@ -217,7 +220,7 @@ fn list<'a>(partitions: impl Iterator<Item = &'a TopicPartition>) -> String {
 
 /// A partition's low and high watermarks, asked of the broker; `None`
 /// where it did not answer.
-fn watermarks<C: ConsumerContext>(
+pub fn watermarks<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     tp: &TopicPartition,
 ) -> (Option<i64>, Option<i64>) {
@@ -230,10 +233,71 @@ fn watermarks<C: ConsumerContext>(
     }
 }
 
-/// Where a partition the log has never seen starts: the oldest offset
-/// Kafka still holds.
-pub fn earliest<C: ConsumerContext>(consumer: &BaseConsumer<C>, tp: &TopicPartition) -> i64 {
-    watermarks(consumer, tp).0.unwrap_or(0)
+/// What fetching one offset says about a partition's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// The log holds the offset, or records past it.
+    Reaches,
+    /// The fetch path says the log ends at this offset, below the one
+    /// asked for: the broker answered and had no record there.
+    EndsAt(i64),
+    /// No answer in time.
+    Unknown,
+}
+
+/// Whether the partition's log still reaches `offset`, by fetching it with
+/// a consumer of its own. A high watermark from ListOffsets alone can lag
+/// behind the log (seen with tansu, and possible on a new leader), and a
+/// log believed to end below what was committed is read again from an
+/// earlier offset: that must rest on the fetch path, never on one figure.
+pub fn probe(settings: &KafkaSettings, tp: &TopicPartition, offset: i64) -> Probe {
+    const PROBE_TIME: Duration = Duration::from_secs(10);
+    let mut config = consumer_config(settings);
+    config
+        .set("group.id", "lineage-probe")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "error");
+    let Ok(consumer) = config.create::<BaseConsumer>() else {
+        return Probe::Unknown;
+    };
+    let mut tpl = TopicPartitionList::new();
+    if tpl
+        .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(offset))
+        .is_err()
+        || consumer.assign(&tpl).is_err()
+    {
+        return Probe::Unknown;
+    }
+    let deadline = std::time::Instant::now() + PROBE_TIME;
+    // Fetches answered with no record and an end at or below `offset`.
+    let mut ends = 0;
+    while std::time::Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(_)) => return Probe::Reaches,
+            Some(Err(KafkaError::PartitionEOF(_))) => return Probe::EndsAt(offset),
+            Some(Err(KafkaError::MessageConsumption(
+                rdkafka::types::RDKafkaErrorCode::AutoOffsetReset,
+            ))) => {
+                return match watermarks(&consumer, tp).1 {
+                    Some(high) if high <= offset => Probe::EndsAt(high),
+                    _ => Probe::Unknown,
+                };
+            }
+            Some(Err(_)) => {}
+            None => match cached_watermarks(&consumer, tp).1 {
+                Some(high) if high <= offset => {
+                    ends += 1;
+                    if ends >= 3 {
+                        return Probe::EndsAt(high);
+                    }
+                }
+                Some(_) => return Probe::Reaches,
+                None => {}
+            },
+        }
+    }
+    Probe::Unknown
 }
 
 /// How far behind the end of a partition this instance is.
@@ -291,7 +355,18 @@ fn cached_high_watermark<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
     tp: &TopicPartition,
 ) -> Option<i64> {
-    let topic = std::ffi::CString::new(tp.topic.as_str()).ok()?;
+    cached_watermarks(consumer, tp).1
+}
+
+/// The log start and high watermark of the consumer's last fetch of the
+/// partition, where known: no request to the broker.
+pub fn cached_watermarks<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    tp: &TopicPartition,
+) -> (Option<i64>, Option<i64>) {
+    let Ok(topic) = std::ffi::CString::new(tp.topic.as_str()) else {
+        return (None, None);
+    };
     let (mut low, mut high) = (-1i64, -1i64);
     // SAFETY: a live client handle, a NUL-terminated topic name and two
     // out-parameters that outlive the call; librdkafka only reads its own
@@ -305,7 +380,11 @@ fn cached_high_watermark<C: ConsumerContext>(
             &mut high,
         )
     };
-    (err == rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR).then_some(high)
+    if err != rdkafka::bindings::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        return (None, None);
+    }
+    let known = |v: i64| (v >= 0).then_some(v);
+    (known(low), known(high))
 }
 
 /// `topic/partition@next+lag` for each partition, `?` where unknown.
@@ -332,6 +411,23 @@ pub fn session_timeout(settings: &KafkaSettings) -> Duration {
         .find(|(k, _)| k == "session.timeout.ms")
         .and_then(|(_, v)| v.parse::<u64>().ok())
         .map_or(Duration::from_secs(45), Duration::from_millis)
+}
+
+/// The user's `auto.offset.reset` in KAFKA_PROPERTIES. Lineage applies it
+/// itself (see [`OffsetReset`]).
+pub fn offset_reset(settings: &KafkaSettings) -> OffsetReset {
+    match settings
+        .properties
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "auto.offset.reset")
+        .map(|(_, v)| v.to_ascii_lowercase())
+        .as_deref()
+    {
+        Some("latest" | "largest" | "end") => OffsetReset::Latest,
+        Some("earliest" | "smallest" | "beginning") => OffsetReset::Earliest,
+        _ => OffsetReset::Unset,
+    }
 }
 
 /// The librdkafka settings Lineage relies on; user properties override.
@@ -373,7 +469,6 @@ fn group_config(settings: &KafkaSettings) -> ClientConfig {
         .set("group.id", &settings.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false");
     let kip848 = settings
         .properties
@@ -383,6 +478,12 @@ fn group_config(settings: &KafkaSettings) -> ClientConfig {
         config.set("partition.assignment.strategy", "cooperative-sticky");
     }
     apply_properties(&mut config, settings);
+    // Over the user's, whose choice the pipeline applies itself
+    // (OffsetReset) when it sees a fetch land elsewhere than the next
+    // offset, recording what it skips. Not `error`: a partition librdkafka
+    // failed to reset stops fetching and cannot be sought until it is
+    // assigned again.
+    config.set("auto.offset.reset", "earliest");
     config
 }
 
@@ -503,6 +604,14 @@ mod tests {
         let kip848 = group_config(&settings(&[("group.protocol", "consumer")]));
         assert_eq!(kip848.get("partition.assignment.strategy"), None);
         kip848.create::<BaseConsumer>().expect("KIP-848 consumer");
+        let latest = settings(&[("auto.offset.reset", "latest")]);
+        assert_eq!(
+            group_config(&latest).get("auto.offset.reset"),
+            Some("earliest"),
+            "out-of-range offsets are the pipeline's to decide"
+        );
+        assert_eq!(offset_reset(&latest), OffsetReset::Latest);
+        assert_eq!(offset_reset(&settings(&[])), OffsetReset::Unset);
     }
 
     #[test]

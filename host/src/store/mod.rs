@@ -7,6 +7,7 @@
 //! variables or from [`S3Settings`]. `memory://` stores live for the
 //! process and are shared by name, for in-process tests.
 
+mod credentials;
 pub mod faults;
 mod uploads;
 
@@ -76,16 +77,40 @@ pub enum StoreError {
         op: &'static str,
         source: Box<object_store::Error>,
     },
+    #[error("{setting}={url}: {}", credentials::looked_for(endpoint))]
+    NoCredentials {
+        setting: &'static str,
+        url: String,
+        endpoint: String,
+    },
     #[error(
         "{setting}={url} does not honour create-if-absent writes (a second create of the same key succeeded), so two writers could both commit. Known to work: local disk, AWS S3, MinIO, Cloudflare R2, moto; known not to: garage. Run with --single-writer to accept the risk (one instance only, no fencing)"
     )]
     NoConditionalWrites { setting: &'static str, url: String },
 }
 
+/// A store operation that failed, naming the setting and the object.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {op} {url}: {source}")]
+pub struct OpError {
+    pub setting: &'static str,
+    pub op: &'static str,
+    pub url: String,
+    pub source: Box<object_store::Error>,
+}
+
+impl Classify for OpError {
+    fn blame(&self) -> Blame {
+        blame(&self.source)
+    }
+}
+
 impl Classify for StoreError {
     fn blame(&self) -> Blame {
         match self {
-            StoreError::Invalid { .. } | StoreError::NoConditionalWrites { .. } => Blame::User,
+            StoreError::Invalid { .. }
+            | StoreError::NoConditionalWrites { .. }
+            | StoreError::NoCredentials { .. } => Blame::User,
             StoreError::Unusable { source, .. } => blame(source),
         }
     }
@@ -195,9 +220,12 @@ impl Location {
         let dir = std::path::absolute(path).map_err(|e| invalid(e.to_string()))?;
         std::fs::create_dir_all(&dir)
             .map_err(|e| invalid(format!("cannot create directory {}: {e}", dir.display())))?;
+        // Durable, in the order the commit protocol needs: a file's bytes,
+        // then its name, then its directory (docs/commit-protocol.md).
         let local = LocalFileSystem::new_with_prefix(&dir)
             .map_err(|e| invalid(e.to_string()))?
-            .with_automatic_cleanup(true);
+            .with_automatic_cleanup(true)
+            .with_fsync(true);
         Ok(Self {
             store: Arc::new(local),
             multipart: None,
@@ -207,6 +235,38 @@ impl Location {
             url: dir.display().to_string().trim_end_matches('/').to_owned(),
             setting,
         })
+    }
+
+    /// `op` on `key` failed with `source`.
+    pub fn failed(&self, op: &'static str, key: &str, source: object_store::Error) -> OpError {
+        OpError {
+            setting: self.setting,
+            op,
+            url: self.url_of(key),
+            source: Box::new(source),
+        }
+    }
+
+    /// Deletes `key`; on a local disk the directory is synced before this
+    /// returns (object_store's fsync option covers writes, not deletes), so
+    /// that what is deleted next (a staging entry naming this file) cannot
+    /// outlive it through a power cut. A missing object counts as deleted.
+    pub async fn delete_durably(&self, key: &str) -> object_store::Result<()> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        if let Some(parent) = self
+            .local_dir
+            .as_ref()
+            .and_then(|dir| dir.join(key).parent().map(std::path::Path::to_path_buf))
+        {
+            sync_dir(&parent).map_err(|e| object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            })?;
+        }
+        Ok(())
     }
 
     /// Removes what a writer that died left of the local file `key`:
@@ -399,11 +459,36 @@ impl Location {
     }
 
     fn unusable(&self, op: &'static str, source: object_store::Error) -> StoreError {
+        if let Some(missing) = credentials::missing(&source) {
+            tracing::debug!(setting = self.setting, detail = %crate::error::render(&*missing.detail), "instance metadata gave no credentials");
+            return StoreError::NoCredentials {
+                setting: self.setting,
+                url: self.url.clone(),
+                endpoint: missing.endpoint.clone(),
+            };
+        }
         StoreError::Unusable {
             setting: self.setting,
             url: self.url.clone(),
             op,
             source: Box::new(source),
+        }
+    }
+}
+
+/// Makes a directory's entries durable. A directory a delete emptied may be
+/// gone already (object_store removes empty directories): then its parent
+/// holds the change.
+fn sync_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut dir = dir;
+    loop {
+        match std::fs::File::open(dir) {
+            Ok(d) => return d.sync_all(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => match dir.parent() {
+                Some(parent) => dir = parent,
+                None => return Ok(()),
+            },
+            Err(e) => return Err(e),
         }
     }
 }
@@ -470,9 +555,9 @@ fn open_s3(
         Some(f) => Arc::new(faults::FaultyConnector(f)),
         None => Arc::new(object_store::client::ReqwestConnector::default()),
     };
-    let s3 = builder
-        .with_http_connector(SharedConnector(connector.clone()))
-        .build()
+    let builder = builder.with_http_connector(SharedConnector(connector.clone()));
+    let s3 = credentials::explained(builder)
+        .and_then(AmazonS3Builder::build)
         .map_err(|e| format!("cannot configure S3: {e}"))?;
     let bucket_endpoint = match (endpoint, virtual_hosted) {
         (Some(endpoint), true) => endpoint,

@@ -280,3 +280,146 @@ fn keys_headers_and_timestamps_reach_the_plugin_intact() {
         ]
     );
 }
+
+/// A component written by hand (WAT) whose `process` answers one outcome
+/// per record, malformed the way `answer` says: no guest language's
+/// bindings would produce these, so only a hand-written guest can test
+/// that the host's own decoder of the canonical ABI refuses them.
+fn malformed_component(answer: &str) -> Vec<u8> {
+    // Memory layout: strings at 0x100.., the one column at 0x200, the
+    // plugin-info record at 0x300, the answer (pointer, count) at 0x400,
+    // bytes that are not UTF-8 at 0x500, outcomes from 0x800, the bump
+    // allocator from 0x10000 (the second page).
+    let fill = match answer {
+        // list<outcome> at an address past the end of memory.
+        "bad-pointer" => "(i32.store (i32.const 0x400) (i32.const 0x7fff0000))",
+        // Every outcome's case is 7; `outcome` has two.
+        "bad-discriminant" => {
+            "(call $outcomes (local.get 1) (i32.const 7) (i32.const 0) (i32.const 0))"
+        }
+        // Every outcome is `drop` with a reason that is not UTF-8.
+        "invalid-utf8" => {
+            "(call $outcomes (local.get 1) (i32.const 1) (i32.const 0x500) (i32.const 3))"
+        }
+        other => panic!("no such answer {other}"),
+    };
+    let wat = format!(
+        r#"(component
+  (core module $m
+    (memory (export "memory") 2)
+    (global $bump (mut i32) (i32.const 0x10000))
+    (data (i32.const 0x100) "malformed")
+    (data (i32.const 0x110) "0.1.0")
+    (data (i32.const 0x120) "text")
+    ;; column {{ name: "text", type: string, nullable: true }}
+    (data (i32.const 0x200) "\20\01\00\00\04\00\00\00\00\01\00\00")
+    ;; plugin-info {{ name, version, columns: [column], event-time: none, input-schema: none }}
+    (data (i32.const 0x300) "\00\01\00\00\09\00\00\00\10\01\00\00\05\00\00\00\00\02\00\00\01\00\00\00")
+    (data (i32.const 0x500) "\ff\fe\fd")
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $at i32)
+      (local.set $at
+        (i32.and
+          (i32.add (global.get $bump) (i32.sub (local.get 2) (i32.const 1)))
+          (i32.sub (i32.const 0) (local.get 2))))
+      (global.set $bump (i32.add (local.get $at) (local.get 3)))
+      (if (i32.gt_u (global.get $bump) (i32.mul (memory.size) (i32.const 0x10000)))
+        (then (drop (memory.grow
+          (i32.add (i32.const 1)
+            (i32.div_u (i32.sub (global.get $bump) (i32.mul (memory.size) (i32.const 0x10000)))
+                       (i32.const 0x10000)))))))
+      (local.get $at))
+    (func (export "describe") (result i32) (i32.const 0x300))
+    ;; `count` outcomes of case `case` with payload (ptr, len) at 0x800.
+    (func $outcomes (param $count i32) (param $case i32) (param $ptr i32) (param $len i32)
+      (local $i i32)
+      (local $at i32)
+      (i32.store (i32.const 0x400) (i32.const 0x800))
+      (block $done
+        (loop $next
+          (br_if $done (i32.ge_u (local.get $i) (local.get $count)))
+          (local.set $at (i32.add (i32.const 0x800) (i32.mul (local.get $i) (i32.const 12))))
+          (i32.store8 (local.get $at) (local.get $case))
+          (i32.store (i32.add (local.get $at) (i32.const 4)) (local.get $ptr))
+          (i32.store (i32.add (local.get $at) (i32.const 8)) (local.get $len))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $next))))
+    (func (export "process") (param i32 i32) (result i32)
+      (i32.store (i32.const 0x404) (local.get 1))
+      {fill}
+      (i32.const 0x400)))
+  (core instance $i (instantiate $m))
+  (type $column-type (enum "string" "bytes" "boolean" "int32" "int64" "float64" "timestamp-ms"))
+  (export $column-type' "column-type" (type $column-type))
+  (type $column (record (field "name" string) (field "type" $column-type') (field "nullable" bool)))
+  (export $column' "column" (type $column))
+  (type $plugin-info (record
+    (field "name" string) (field "version" string) (field "columns" (list $column'))
+    (field "event-time" (option string)) (field "input-schema" (option string))))
+  (export $plugin-info' "plugin-info" (type $plugin-info))
+  (type $header (record (field "key" string) (field "value" (option (list u8)))))
+  (export $header' "header" (type $header))
+  (type $kafka-record (record
+    (field "topic" string) (field "partition" s32) (field "offset" s64)
+    (field "timestamp" (option s64)) (field "key" (option (list u8)))
+    (field "value" (option (list u8))) (field "headers" (list $header'))))
+  (export $kafka-record' "kafka-record" (type $kafka-record))
+  (type $value (variant
+    (case "null") (case "string" string) (case "bytes" (list u8)) (case "boolean" bool)
+    (case "int32" s32) (case "int64" s64) (case "float64" f64) (case "timestamp-ms" s64)))
+  (export $value' "value" (type $value))
+  (type $outcome (variant (case "keep" (list $value')) (case "drop" string)))
+  (export $outcome' "outcome" (type $outcome))
+  (func $describe (result $plugin-info')
+    (canon lift (core func $i "describe") (memory (core memory $i "memory")) (realloc (core func $i "realloc"))))
+  (func $process (param "records" (list $kafka-record')) (result (list $outcome'))
+    (canon lift (core func $i "process") (memory (core memory $i "memory")) (realloc (core func $i "realloc"))))
+  (export "describe" (func $describe))
+  (export "process" (func $process)))"#
+    );
+    wat::parse_str(&wat).unwrap_or_else(|e| panic!("{answer}: {e}"))
+}
+
+/// Each of a batch's records is dropped, after the batch is bisected down
+/// to single records, with the host's reason for refusing the answer.
+fn malformed_reasons(answer: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{answer}.wasm"));
+    std::fs::write(&path, malformed_component(answer)).unwrap();
+    let plugin = crate::support::load(&path, config());
+    let values = crate::support::commands(&["a", "b", "c"]);
+    let outcomes = lineage::plugin::PluginWorker::new(plugin)
+        .process(&crate::support::records(&values))
+        .expect("an instance starts");
+    crate::support::describe(&outcomes)
+}
+
+#[test]
+fn an_answer_pointing_outside_guest_memory_is_dropped_as_malformed() {
+    for reason in malformed_reasons("bad-pointer") {
+        assert!(
+            reason.starts_with("drop plugin answer malformed: list at 0x7fff0000"),
+            "{reason}"
+        );
+    }
+}
+
+#[test]
+fn an_answer_with_a_case_outcome_does_not_have_is_dropped_as_malformed() {
+    for reason in malformed_reasons("bad-discriminant") {
+        assert_eq!(
+            reason,
+            "drop plugin answer malformed: outcome has invalid case 7"
+        );
+    }
+}
+
+#[test]
+fn an_answer_whose_string_is_not_utf8_is_dropped_as_malformed() {
+    for reason in malformed_reasons("invalid-utf8") {
+        assert!(
+            reason.starts_with("drop plugin answer malformed: string at 0x500 is not UTF-8"),
+            "{reason}"
+        );
+    }
+}

@@ -3,6 +3,7 @@
 
 mod cli;
 mod deploy;
+mod durability;
 mod enrich;
 mod hostile;
 mod loading;

@@ -50,6 +50,7 @@ fn settings(bootstrap: &str, paths: &Paths) -> RunSettings {
         files: FileSettings::default(),
         shutdown_timeout: Duration::from_secs(30),
         single_writer: false,
+        on_missing_offsets: Default::default(),
         batch_records: 512,
         snapshot_every: 5,
         progress_interval: None,

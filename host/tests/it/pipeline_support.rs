@@ -119,6 +119,23 @@ impl Broker {
         }
     }
 
+    pub fn delete_topic(&self, topic: &str) {
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &self.bootstrap)
+            .create()
+            .expect("admin client");
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let results = runtime
+            .block_on(admin.delete_topics(
+                &[topic],
+                &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+            ))
+            .expect("delete topic");
+        for r in results {
+            r.expect("topic deleted");
+        }
+    }
+
     /// Everything the topic holds: see [`read_topic`].
     pub fn contents(&self, topic: &str, partitions: i32, total: usize) -> Contents {
         read_topic(&self.bootstrap, topic, partitions, total)
@@ -360,6 +377,9 @@ pub struct Lineage {
 
 pub const CHECKPOINT_INTERVAL: &str = "300ms";
 
+/// A value in a run's `env` that removes the variable instead.
+pub const UNSET: &str = "\u{0}unset";
+
 impl Lineage {
     pub fn start(broker: &Broker, topic: &str, paths: &Paths, env: &[(&str, &str)]) -> Self {
         Self::start_logging_to(broker, topic, paths, env, &paths.log)
@@ -374,8 +394,41 @@ impl Lineage {
         log: &Path,
     ) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_lineage"));
+        command.arg("run");
+        Self::spawn(command, broker, topic, paths, env, log)
+    }
+
+    /// As [`Lineage::start`], under `strace -f` writing the calls in
+    /// `syscalls` (with file paths) to `trace`. Signals sent to it reach
+    /// strace, which passes them on.
+    pub fn start_traced(
+        broker: &Broker,
+        topic: &str,
+        paths: &Paths,
+        env: &[(&str, &str)],
+        syscalls: &str,
+        trace: &Path,
+    ) -> Self {
+        let mut command = Command::new("strace");
         command
-            .arg("run")
+            .args(["-f", "-qq", "-y", "-e"])
+            .arg(format!("trace={syscalls}"))
+            .arg("-o")
+            .arg(trace)
+            .arg(env!("CARGO_BIN_EXE_lineage"))
+            .arg("run");
+        Self::spawn(command, broker, topic, paths, env, &paths.log)
+    }
+
+    fn spawn(
+        mut command: Command,
+        broker: &Broker,
+        topic: &str,
+        paths: &Paths,
+        env: &[(&str, &str)],
+        log: &Path,
+    ) -> Self {
+        command
             .env("KAFKA_BOOTSTRAP_SERVERS", &broker.bootstrap)
             .env("KAFKA_TOPIC", topic)
             // A fresh group per process: tansu 0.6 does not always hand the
@@ -417,7 +470,10 @@ impl Lineage {
                     .expect("open the run log"),
             );
         for (k, v) in env {
-            command.env(k, v);
+            match *v {
+                UNSET => command.env_remove(k),
+                v => command.env(k, v),
+            };
         }
         let child = command.spawn().expect("start lineage run");
         Self { child: Some(child) }
@@ -755,4 +811,49 @@ pub fn assert_exactly_once_by(
         "DuckDB reads every data row"
     );
     (output.data.len(), output.dropped.len())
+}
+
+/// Files and staging entries of fenced, killed and frozen instances were
+/// all aborted: no entry, no half-written file, no open upload is left.
+pub fn assert_no_staged_files_left(paths: &Paths) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let log = paths.commit_log();
+    let mut entries = Vec::new();
+    for tp in runtime
+        .block_on(log.staged_partitions())
+        .expect("list staging entries")
+    {
+        let staged = runtime
+            .block_on(log.staged(&tp))
+            .expect("read staging entries");
+        for entry in staged.entries {
+            entries.push(format!("{} {} by {}", tp, entry.key, entry.owner));
+        }
+        for id in staged.torn {
+            entries.push(format!("{tp} torn entry {id}"));
+        }
+    }
+    assert!(entries.is_empty(), "staging entries left: {entries:?}");
+    let mut files = local_files(std::path::Path::new(&paths.output));
+    files.extend(local_files(std::path::Path::new(&paths.dropped)));
+    files.retain(|f| f.contains(".lineage-staging"));
+    assert!(files.is_empty(), "staged files left: {files:?}");
+    let open = paths.open_uploads();
+    assert!(open.is_empty(), "multipart uploads left open: {open:?}");
+}
+
+fn local_files(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            out.extend(local_files(&path));
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    out
 }

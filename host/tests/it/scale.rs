@@ -11,8 +11,8 @@ use lineage::cli::generate::{Generated, generate};
 use lineage::commit::{Commit, Owner, TopicPartition};
 
 use crate::pipeline_support::{
-    Broker, Lineage, Paths, Store, assert_exactly_once, ends, generate_args, read_output,
-    wait_committed, wait_or,
+    Broker, Lineage, Paths, Store, assert_exactly_once, assert_no_staged_files_left, ends,
+    generate_args, read_output, wait_committed, wait_or,
 };
 
 const PARTITIONS: i32 = 6;
@@ -109,6 +109,21 @@ impl Group {
     fn produce(&self, count: u64, rate: f64) -> JoinHandle<Generated> {
         let args = generate_args(&self.broker, TOPIC, 0, count, 0.1, rate);
         std::thread::spawn(move || generate(&args, None, None).expect("produce"))
+    }
+
+    /// Produces at `rate`/s in the background until the sender is dropped
+    /// or sent to: for schedules whose length tansu's rounds of assignment
+    /// decide.
+    fn produce_until_stopped(
+        &self,
+        rate: f64,
+    ) -> (JoinHandle<Generated>, crossbeam_channel::Sender<()>) {
+        let mut args = generate_args(&self.broker, TOPIC, 0, 0, 0.1, rate);
+        args.count = None;
+        let (stop, stopped) = crossbeam_channel::bounded(1);
+        let producer =
+            std::thread::spawn(move || generate(&args, Some(stopped), None).expect("produce"));
+        (producer, stop)
     }
 
     fn commits(&self) -> Vec<Commit> {
@@ -220,48 +235,6 @@ fn assert_only_owners_committed(commits: &[Commit]) {
             *at = r.last + 1;
         }
     }
-}
-
-/// Files and staging entries of fenced, killed and frozen instances were
-/// all aborted: no entry, no half-written file, no open upload is left.
-fn assert_no_staged_files_left(paths: &Paths) {
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let log = paths.commit_log();
-    let mut entries = Vec::new();
-    for tp in runtime
-        .block_on(log.staged_partitions())
-        .expect("list staging entries")
-    {
-        for entry in runtime
-            .block_on(log.staged(&tp))
-            .expect("read staging entries")
-        {
-            entries.push(format!("{} {} by {}", tp, entry.key, entry.owner));
-        }
-    }
-    assert!(entries.is_empty(), "staging entries left: {entries:?}");
-    let mut files = local_files(std::path::Path::new(&paths.output));
-    files.extend(local_files(std::path::Path::new(&paths.dropped)));
-    files.retain(|f| f.contains(".lineage-staging"));
-    assert!(files.is_empty(), "staged files left: {files:?}");
-    let open = paths.open_uploads();
-    assert!(open.is_empty(), "multipart uploads left open: {open:?}");
-}
-
-fn local_files(dir: &std::path::Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        if path.is_dir() {
-            out.extend(local_files(&path));
-        } else {
-            out.push(path.display().to_string());
-        }
-    }
-    out
 }
 
 /// Rebalances and claims a test went through, for the record: counted over
@@ -530,9 +503,45 @@ fn a_rebalance_after_the_commit_point_waits_for_publication() {
 /// claimed and then went away would leave it.
 #[test]
 fn a_partition_fenced_while_kafka_still_assigns_it_is_claimed_again() {
-    let group = Group::new(Store::Local);
+    fenced_while_assigned(Store::Local, &[], "fenced, still assigned");
+}
+
+/// The same with every commit's reply lost (the write lands, the attempt
+/// fails and is retried): the retry finds its commit and must still report
+/// what that commit fenced, or the fenced partition is neither dropped nor
+/// claimed again, and its files are left staged.
+#[test]
+fn a_retried_commit_still_drops_what_it_fenced() {
+    fenced_while_assigned(
+        Store::Local,
+        &[("LINEAGE_FAILPOINTS", "after-commit-log-write=error@*")],
+        "fenced, every commit retried",
+    );
+}
+
+/// As above on S3 with store faults, and every start of a multipart upload
+/// answered only on its second try (the first reply lost after the store
+/// made the upload): fenced files are aborted with every upload at their
+/// keys, so that none is left open.
+#[test]
+fn a_fence_on_s3_with_faults_and_retried_upload_starts_leaves_no_upload_open() {
+    fenced_while_assigned(
+        Store::Moto,
+        &[
+            ("LINEAGE_FAILPOINTS", "after-commit-log-write=error@*"),
+            (
+                "LINEAGE_STORE_FAULTS",
+                "rate=0.05,stall=200ms,lose=POST:/lineage/it/output:uploads,lose=POST:/lineage/it/dropped:uploads",
+            ),
+        ],
+        "fenced on S3 with faults",
+    );
+}
+
+fn fenced_while_assigned(store: Store, env: &[(&str, &str)], what: &str) {
+    let group = Group::new(store);
     let producer = group.produce(20_000, 2_000.0);
-    let mut instances = vec![group.start(0, &[])];
+    let mut instances = vec![group.start(0, env)];
     group.wait_until(
         "the instance to own every partition",
         &instances[..1],
@@ -551,6 +560,7 @@ fn a_partition_fenced_while_kafka_still_assigns_it_is_claimed_again() {
     loop {
         let state = runtime.block_on(log.load()).expect("load").state;
         let claim = Commit {
+            torn: None,
             seq: state.seq + 1,
             checkpoint: 0,
             owner: other.clone(),
@@ -559,6 +569,7 @@ fn a_partition_fenced_while_kafka_still_assigns_it_is_claimed_again() {
             claims: vec![lineage::commit::Claim {
                 source: taken.clone(),
                 next: state.partition(&taken).expect("claimed").next,
+                moved: None,
             }],
             ranges: Vec::new(),
             files: Vec::new(),
@@ -582,5 +593,93 @@ fn a_partition_fenced_while_kafka_still_assigns_it_is_claimed_again() {
         "{text}"
     );
     let total = group.finish(producer, &mut instances);
-    report("fenced, still assigned", total, &group);
+    report(what, total, &group);
+}
+
+/// A claimer that stalls between its claim and the recovery of what the
+/// partitions' earlier owners staged (held there, then frozen with SIGSTOP
+/// past the session timeout): the group moves the partitions to another
+/// instance, which claims them, writes and commits files, and (held at its
+/// commit point for most of each checkpoint) has committed files waiting
+/// to be published. When the stalled one resumes, its recovery must find
+/// the partitions taken and touch nothing; before, it aborted the files of
+/// the later owner, whose publication then failed for ever.
+fn a_stalled_claimer(store: Store) {
+    let group = Group::new(store);
+    // Until the partitions have moved, however long tansu's rounds of
+    // assignment take: records must still arrive then.
+    let (producer, stop_producing) = group.produce_until_stopped(1_000.0);
+    // A rebalance waits for every member to rejoin for up to
+    // max.poll.interval.ms (5 minutes by default): one member frozen
+    // inside its callback would hold every partition it was given that
+    // long.
+    let kafka = "session.timeout.ms=6000,heartbeat.interval.ms=500,max.poll.interval.ms=10000";
+    let mut instances = vec![group.start(
+        1,
+        &[
+            ("LINEAGE_FAILPOINTS", "after-commit-log-write=sleep:1500@*"),
+            ("KAFKA_PROPERTIES", kafka),
+        ],
+    )];
+    group.wait_until(
+        "the first instance to own every partition",
+        &instances,
+        || group.owners().len() == PARTITIONS as usize,
+    );
+    let stalled = group.start(
+        0,
+        &[
+            ("LINEAGE_FAILPOINTS", "after-claim=sleep:3000"),
+            ("KAFKA_PROPERTIES", kafka),
+        ],
+    );
+    group.wait_until("the claimer to stall after its claim", &instances, || {
+        stalled.log.text().contains("failpoint: holding")
+    });
+    stalled.run.freeze();
+    let claimed: BTreeSet<i32> = group
+        .owners()
+        .into_iter()
+        .filter(|(_, o)| o.subtask == 0)
+        .map(|(p, _)| p)
+        .collect();
+    assert!(
+        !claimed.is_empty(),
+        "the stalled instance claimed partitions"
+    );
+    let at_stall = group.commits().len() as u64;
+    group.wait_until(
+        "the stalled claimer's partitions to be claimed and committed by the other",
+        &instances,
+        || {
+            group.commits().iter().any(|c| {
+                c.seq > at_stall
+                    && c.owner.subtask == 1
+                    && c.ranges
+                        .iter()
+                        .any(|r| claimed.contains(&r.source.partition))
+            })
+        },
+    );
+    stalled.run.thaw();
+    instances.push(stalled);
+    group.wait_until("the stalled claimer to resume", &instances, || {
+        instances[1]
+            .log
+            .text()
+            .contains("taken by another owner before its recovery finished")
+    });
+    let _ = stop_producing.send(());
+    let total = group.finish(producer, &mut instances);
+    report("stalled claimer", total, &group);
+}
+
+#[test]
+fn a_stalled_claimer_never_touches_a_later_owners_files() {
+    a_stalled_claimer(Store::Local);
+}
+
+#[test]
+fn a_stalled_claimer_on_s3_never_touches_a_later_owners_uploads() {
+    a_stalled_claimer(Store::Moto);
 }
