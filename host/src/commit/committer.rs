@@ -372,26 +372,22 @@ impl Committer {
             self.mine.insert(c.source.clone(), commit.seq);
             let Some(moved) = &c.moved else { continue };
             self.moves.push(c.clone());
-            if c.next > moved.from {
-                tracing::error!(
-                    partition = %c.source,
-                    from = moved.from,
-                    to = c.next,
-                    commit_seq = commit.seq,
-                    reason = %moved.reason,
-                    "offsets skipped: never read; the commit log records them, and `lineage trace` of one says so"
-                );
+            let what = if c.next > moved.from {
+                "offsets skipped: never read; the commit log records them, and `lineage trace` of one says so".to_owned()
             } else {
-                tracing::error!(
-                    partition = %c.source,
-                    from = moved.from,
-                    to = c.next,
-                    commit_seq = commit.seq,
-                    reason = %moved.reason,
+                format!(
                     "partition's log restarted below the commit log's next offset: going on from offset {}, recorded in the commit log",
                     c.next
-                );
-            }
+                )
+            };
+            tracing::error!(
+                partition = %c.source,
+                from = moved.from,
+                to = c.next,
+                commit_seq = commit.seq,
+                reason = %moved.reason,
+                "{what}"
+            );
         }
         tracing::info!(
             commit_seq = commit.seq,

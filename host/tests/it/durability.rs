@@ -301,11 +301,7 @@ impl Recreated {
             &[("ON_MISSING_OFFSETS", "stop")],
         );
         assert!(!stopped.wait(Duration::from_secs(60)).success());
-        let log = self.paths.log();
-        let error = log
-            .lines()
-            .find(|l| l.starts_with("error: "))
-            .unwrap_or_else(|| panic!("no error line:\n{log}"));
+        let error = error_line(&self.paths);
         assert!(
             error.contains("events/")
                 && error.contains(" < next ")
@@ -570,11 +566,7 @@ fn a_stop_while_the_store_hangs_after_the_commit_point_exits_within_the_timeout(
     let status = run.wait(Duration::from_secs(45));
     unsafe { libc::kill(moto, libc::SIGCONT) };
     assert!(!status.success(), "{}", paths.log());
-    let log = paths.log();
-    let error = log
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .unwrap_or_else(|| panic!("no error line:\n{log}"));
+    let error = error_line(&paths);
     assert!(
         error.contains("gave up at the shutdown deadline"),
         "{error}"
@@ -611,16 +603,13 @@ fn a_denied_publish_fails_fast_naming_the_setting() {
     );
     let status = run.wait(Duration::from_secs(60));
     assert!(!status.success(), "{}", paths.log());
-    let log = paths.log();
-    let error = log
-        .lines()
-        .find(|l| l.starts_with("error: "))
-        .unwrap_or_else(|| panic!("no error line:\n{log}"));
+    let error = error_line(&paths);
     assert!(
         error.contains("OUTPUT_PATH: publish s3://lineage/it/output/"),
         "{error}"
     );
     assert!(error.contains("lacked the necessary privileges"), "{error}");
+    let log = paths.log();
     assert!(
         !log.contains("operation=\"publish") && !log.contains("failed; retrying"),
         "a denial is not retried:\n{log}"
@@ -629,15 +618,20 @@ fn a_denied_publish_fails_fast_naming_the_setting() {
     assert_exactly_once(&contents, &read_output(&paths));
 }
 
-/// The error line of a run that fails at start.
-fn start_error(broker: &Broker, paths: &Paths, env: &[(&str, &str)]) -> String {
-    let mut run = Lineage::start(broker, "events", paths, env);
-    assert!(!run.wait(Duration::from_secs(90)).success());
+/// The line a failed run ended with.
+fn error_line(paths: &Paths) -> String {
     let log = paths.log();
     log.lines()
         .find(|l| l.starts_with("error: "))
         .unwrap_or_else(|| panic!("no error line:\n{log}"))
         .to_owned()
+}
+
+/// The error line of a run that fails at start.
+fn start_error(broker: &Broker, paths: &Paths, env: &[(&str, &str)]) -> String {
+    let mut run = Lineage::start(broker, "events", paths, env);
+    assert!(!run.wait(Duration::from_secs(90)).success());
+    error_line(paths)
 }
 
 #[test]

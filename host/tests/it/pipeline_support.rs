@@ -102,11 +102,15 @@ impl Broker {
         Self { child, bootstrap }
     }
 
-    pub fn create_topic(&self, topic: &str, partitions: i32) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+    fn admin(&self) -> AdminClient<DefaultClientContext> {
+        ClientConfig::new()
             .set("bootstrap.servers", &self.bootstrap)
             .create()
-            .expect("admin client");
+            .expect("admin client")
+    }
+
+    pub fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin = self.admin();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let results = runtime
             .block_on(admin.create_topics(
@@ -120,10 +124,7 @@ impl Broker {
     }
 
     pub fn delete_topic(&self, topic: &str) {
-        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-            .set("bootstrap.servers", &self.bootstrap)
-            .create()
-            .expect("admin client");
+        let admin = self.admin();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let results = runtime
             .block_on(admin.delete_topics(
