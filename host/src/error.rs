@@ -24,6 +24,35 @@ pub trait Classify {
     }
 }
 
+impl Blame {
+    /// What the process exits with: documented in README, "Exit codes".
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Blame::User => 2,
+            Blame::Environment => 3,
+            Blame::Internal => 4,
+        }
+    }
+
+    /// What the person reading the error should do.
+    pub fn advice(self) -> &'static str {
+        match self {
+            Blame::User => "fix the setting or the input named above",
+            Blame::Environment => {
+                "something outside Lineage failed; what was not committed is consumed again at the next start, so running again once it is back is safe"
+            }
+            Blame::Internal => {
+                "this is a bug in Lineage; please report it with this message and the log"
+            }
+        }
+    }
+}
+
+/// An error the edge can print and exit by: its blame travels with it.
+pub trait Failure: std::error::Error + Classify + Send + Sync + 'static {}
+
+impl<E: std::error::Error + Classify + Send + Sync + 'static> Failure for E {}
+
 /// An error and its causes on one line, each cause once.
 ///
 /// Many errors (ours and those of librdkafka, object_store and reqwest)
@@ -60,6 +89,12 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("outer")]
     struct Outer(#[source] Middle);
+
+    #[test]
+    fn every_blame_has_its_own_exit_code() {
+        let codes = [Blame::User, Blame::Environment, Blame::Internal].map(Blame::exit_code);
+        assert_eq!(codes, [2, 3, 4]);
+    }
 
     #[test]
     fn each_cause_is_rendered_once() {

@@ -15,19 +15,63 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Every failpoint, in the order a checkpoint passes them.
-pub const POINTS: &[&str] = &[
-    "after-staging-entry",
-    "after-part-upload",
-    "after-seal",
-    "after-commit-log-write",
-    "after-checkpoint-view",
-    "after-first-publish",
-    "after-publish",
-    "after-staging-cleanup",
-    "after-kafka-commit",
-    "after-claim",
-    "after-snapshot",
-];
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Failpoint {
+    AfterStagingEntry,
+    AfterPartUpload,
+    AfterSeal,
+    AfterCommitLogWrite,
+    AfterCheckpointView,
+    AfterFirstPublish,
+    AfterPublish,
+    AfterStagingCleanup,
+    AfterKafkaCommit,
+    AfterClaim,
+    AfterSnapshot,
+}
+
+impl Failpoint {
+    pub const ALL: [Failpoint; 11] = [
+        Failpoint::AfterStagingEntry,
+        Failpoint::AfterPartUpload,
+        Failpoint::AfterSeal,
+        Failpoint::AfterCommitLogWrite,
+        Failpoint::AfterCheckpointView,
+        Failpoint::AfterFirstPublish,
+        Failpoint::AfterPublish,
+        Failpoint::AfterStagingCleanup,
+        Failpoint::AfterKafkaCommit,
+        Failpoint::AfterClaim,
+        Failpoint::AfterSnapshot,
+    ];
+
+    /// The name LINEAGE_FAILPOINTS arms it by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Failpoint::AfterStagingEntry => "after-staging-entry",
+            Failpoint::AfterPartUpload => "after-part-upload",
+            Failpoint::AfterSeal => "after-seal",
+            Failpoint::AfterCommitLogWrite => "after-commit-log-write",
+            Failpoint::AfterCheckpointView => "after-checkpoint-view",
+            Failpoint::AfterFirstPublish => "after-first-publish",
+            Failpoint::AfterPublish => "after-publish",
+            Failpoint::AfterStagingCleanup => "after-staging-cleanup",
+            Failpoint::AfterKafkaCommit => "after-kafka-commit",
+            Failpoint::AfterClaim => "after-claim",
+            Failpoint::AfterSnapshot => "after-snapshot",
+        }
+    }
+
+    fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+impl std::fmt::Display for Failpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Exit status of a failpoint exit, so that tests can tell it from a crash.
 pub const EXIT_CODE: i32 = 86;
@@ -47,26 +91,26 @@ struct Armed {
     hits: u32,
 }
 
-static ARMED: LazyLock<Mutex<HashMap<String, Armed>>> = LazyLock::new(|| {
-    let spec = std::env::var("LINEAGE_FAILPOINTS").unwrap_or_default();
+static ARMED: LazyLock<Mutex<HashMap<Failpoint, Armed>>> = LazyLock::new(|| {
+    let spec = std::env::var(crate::setting::LINEAGE_FAILPOINTS).unwrap_or_default();
     Mutex::new(parse(&spec).unwrap_or_else(|e| {
         eprintln!("error: LINEAGE_FAILPOINTS: {e}");
         std::process::exit(2);
     }))
 });
 
-fn parse(spec: &str) -> Result<HashMap<String, Armed>, String> {
+fn parse(spec: &str) -> Result<HashMap<Failpoint, Armed>, String> {
     let mut armed = HashMap::new();
     for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, action) = item
             .split_once('=')
             .ok_or_else(|| format!("{item:?} is not name=action"))?;
-        if !POINTS.contains(&name) {
+        let Some(point) = Failpoint::named(name) else {
             return Err(format!(
                 "unknown failpoint {name:?}; known: {}",
-                POINTS.join(", ")
+                Failpoint::ALL.map(Failpoint::name).join(", ")
             ));
-        }
+        };
         let (action, on_hit) = match action.split_once('@') {
             Some((a, "*")) => (a, None),
             Some((a, n)) => (
@@ -93,7 +137,7 @@ fn parse(spec: &str) -> Result<HashMap<String, Armed>, String> {
             },
         };
         armed.insert(
-            name.to_owned(),
+            point,
             Armed {
                 action,
                 on_hit,
@@ -106,15 +150,14 @@ fn parse(spec: &str) -> Result<HashMap<String, Armed>, String> {
 
 /// Checks the spec at start-up, so that a typo fails before any work.
 pub fn validate() -> Result<(), String> {
-    parse(&std::env::var("LINEAGE_FAILPOINTS").unwrap_or_default()).map(|_| ())
+    parse(&std::env::var(crate::setting::LINEAGE_FAILPOINTS).unwrap_or_default()).map(|_| ())
 }
 
 /// Passes failpoint `name`: exits, sleeps, or returns `Err` when armed.
-pub fn hit(name: &'static str) -> Result<(), FailpointError> {
-    debug_assert!(POINTS.contains(&name), "unregistered failpoint {name}");
+pub fn hit(name: Failpoint) -> Result<(), FailpointError> {
     let action = {
         let mut armed = ARMED.lock().expect("failpoints lock");
-        let Some(point) = armed.get_mut(name) else {
+        let Some(point) = armed.get_mut(&name) else {
             return Ok(());
         };
         point.hits += 1;
@@ -133,7 +176,7 @@ pub fn hit(name: &'static str) -> Result<(), FailpointError> {
         Action::Error => Err(FailpointError(name)),
         Action::Sleep(d) => {
             tracing::warn!(
-                failpoint = name,
+                failpoint = name.name(),
                 ms = d.as_millis() as u64,
                 "failpoint: holding"
             );
@@ -145,7 +188,19 @@ pub fn hit(name: &'static str) -> Result<(), FailpointError> {
 
 #[derive(Debug, thiserror::Error)]
 #[error("failpoint {0} injected an error")]
-pub struct FailpointError(pub &'static str);
+pub struct FailpointError(pub Failpoint);
+
+/// An injected error stands for a failed write to the store or broker: the
+/// environment's, and worth retrying, as the real failure would be.
+impl crate::error::Classify for FailpointError {
+    fn blame(&self) -> crate::error::Blame {
+        crate::error::Blame::Environment
+    }
+
+    fn retryable(&self) -> bool {
+        true
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -154,15 +209,15 @@ mod tests {
     #[test]
     fn parses_actions_and_hit_counts() {
         let armed = parse("after-seal=exit@3, after-publish=error,after-claim=sleep:250").unwrap();
-        assert_eq!(armed["after-seal"].action, Action::Exit);
-        assert_eq!(armed["after-seal"].on_hit, Some(3));
+        assert_eq!(armed[&Failpoint::AfterSeal].action, Action::Exit);
+        assert_eq!(armed[&Failpoint::AfterSeal].on_hit, Some(3));
         assert_eq!(
-            parse("after-seal=error@*").unwrap()["after-seal"].on_hit,
+            parse("after-seal=error@*").unwrap()[&Failpoint::AfterSeal].on_hit,
             None
         );
-        assert_eq!(armed["after-publish"].action, Action::Error);
+        assert_eq!(armed[&Failpoint::AfterPublish].action, Action::Error);
         assert_eq!(
-            armed["after-claim"].action,
+            armed[&Failpoint::AfterClaim].action,
             Action::Sleep(Duration::from_millis(250))
         );
         assert!(parse("").unwrap().is_empty());
@@ -175,8 +230,9 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown failpoint")
         );
-        assert!(parse("after-seal").is_err());
-        assert!(parse("after-seal=explode").is_err());
-        assert!(parse("after-seal=exit@0").is_err());
+        let error = |spec| parse(spec).unwrap_err();
+        assert_eq!(error("after-seal"), "\"after-seal\" is not name=action");
+        assert!(error("after-seal=explode").ends_with("action must be exit, error or sleep:<ms>"));
+        assert!(error("after-seal=exit@0").ends_with("bad hit count \"0\""));
     }
 }

@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lineage::cli::{self, BenchCommand, Cli, Command, LogCommand, LogFormat, PluginCommand};
+use lineage::error::Failure;
 use tracing_subscriber::EnvFilter;
 
 // Keeps freed memory for reuse instead of handing it back to the kernel and
@@ -24,18 +25,28 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", lineage::error::render(e.as_ref()));
-            ExitCode::FAILURE
+            let blame = e.blame();
+            eprintln!("error: {}", lineage::error::render(&*e));
+            eprintln!("  ({})", blame.advice());
+            ExitCode::from(blame.exit_code())
         }
     }
 }
 
-fn run(command: Command) -> anyhow::Result<ExitCode> {
+/// Every command's error keeps its class up to here, where it decides the
+/// exit code and the advice.
+type Failed = Box<dyn Failure>;
+
+fn failed(e: impl Failure) -> Failed {
+    Box::new(e)
+}
+
+fn run(command: Command) -> Result<ExitCode, Failed> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match command {
         Command::Run(args) => {
-            let summary = cli::run::run_until_signalled(*args)?;
+            let summary = cli::run::run_until_signalled(*args).map_err(failed)?;
             tracing::info!(
                 consumed = summary.consumed,
                 kept = summary.kept,
@@ -48,12 +59,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
         }
         Command::Demo(args) => {
-            cli::demo::demo(&args, &mut out)?;
+            cli::demo::demo(&args, &mut out).map_err(failed)?;
         }
         Command::Generate(args) => {
             let (stop, stopped) = lineage::pipeline::StopHandle::new();
-            cli::run::spawn_signal_handler(stop)?;
-            let done = cli::generate::generate(&args, Some(stopped), None)?;
+            cli::run::spawn_signal_handler(stop).map_err(failed)?;
+            let done = cli::generate::generate(&args, Some(stopped), None).map_err(failed)?;
             eprintln!(
                 "generate: {} records to {} ({} invalid, {} not delivered)",
                 done.records, args.kafka.topic, done.invalid, done.failed
@@ -66,25 +77,34 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             component,
             json,
             plugin,
-        }) => cli::plugin::inspect(&component, json, plugin, &mut out)?,
+        }) => cli::plugin::inspect(&component, json, plugin, &mut out).map_err(failed)?,
         Command::Plugin(PluginCommand::Test {
             component,
             input,
             plugin,
         }) => {
-            let summary = cli::plugin::test(&component, &input, plugin, &mut out)?;
-            out.flush()?;
+            let summary =
+                cli::plugin::test(&component, &input, plugin, &mut out).map_err(failed)?;
+            out.flush()
+                .map_err(cli::CommandError::Output)
+                .map_err(failed)?;
             eprintln!(
                 "plugin test: {} records, {} kept, {} dropped",
                 summary.records, summary.kept, summary.dropped
             );
         }
-        Command::Bench(BenchCommand::Plugin(args)) => cli::bench::plugin(args, &mut out)?,
-        Command::Bench(BenchCommand::Pipeline(args)) => cli::bench::pipeline(args, &mut out)?,
-        Command::Bench(BenchCommand::Kafka(args)) => cli::bench::kafka(args, &mut out)?,
-        Command::Trace(args) => cli::trace::trace(&args, &mut out)?,
+        Command::Bench(BenchCommand::Plugin(args)) => {
+            cli::bench::plugin(args, &mut out).map_err(failed)?
+        }
+        Command::Bench(BenchCommand::Pipeline(args)) => {
+            cli::bench::pipeline(args, &mut out).map_err(failed)?
+        }
+        Command::Bench(BenchCommand::Kafka(args)) => {
+            cli::bench::kafka(args, &mut out).map_err(failed)?
+        }
+        Command::Trace(args) => cli::trace::trace(&args, &mut out).map_err(failed)?,
         Command::Log(LogCommand::Verify(args)) => {
-            if !cli::trace::verify(&args, &mut out)? {
+            if !cli::trace::verify(&args, &mut out).map_err(failed)? {
                 return Ok(ExitCode::FAILURE);
             }
         }

@@ -13,9 +13,12 @@ use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, Producer};
 
 use super::generate::{GenerateArgs, generate};
-use super::run::{KafkaArgs, RunArgs};
-use crate::pipeline::{RunError, Stats, StopHandle, Summary, run};
-use crate::plugin::PluginConfig;
+use super::run::KafkaArgs;
+use crate::error::{Blame, Classify};
+use crate::metrics::{Stats, Summary};
+use crate::pipeline::{RunError, RunSettings, StopHandle, run};
+use crate::setting;
+use crate::source::SourceError;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -44,7 +47,7 @@ pub struct DemoArgs {
     /// The plugin component (.wasm).
     #[arg(
         long = "plugin-path",
-        env = "PLUGIN_PATH",
+        env = setting::PLUGIN_PATH,
         default_value = "plugins/enrich.wasm"
     )]
     pub plugin_path: PathBuf,
@@ -54,14 +57,30 @@ pub struct DemoArgs {
 pub enum DemoError {
     #[error("mock cluster: {0}")]
     Cluster(rdkafka::error::KafkaError),
+    #[error("this librdkafka made no mock cluster")]
+    NoMockCluster,
     #[error(transparent)]
     Run(#[from] Box<RunError>),
     #[error("generator: {0}")]
-    Generate(String),
+    Generate(Box<SourceError>),
+    #[error("the {0} thread panicked")]
+    Panicked(&'static str),
     #[error("writing progress: {0}")]
     Output(std::io::Error),
-    #[error("--data-dir {0}: {1}")]
-    DataDir(PathBuf, String),
+    #[error("--data-dir {}: {problem}", path.display())]
+    DataDir { path: PathBuf, problem: String },
+}
+
+impl Classify for DemoError {
+    fn blame(&self) -> Blame {
+        match self {
+            DemoError::Run(e) => e.blame(),
+            DemoError::Generate(e) => e.blame(),
+            DemoError::DataDir { .. } => Blame::User,
+            DemoError::Cluster(_) | DemoError::Output(_) => Blame::Environment,
+            DemoError::NoMockCluster | DemoError::Panicked(_) => Blame::Internal,
+        }
+    }
 }
 
 /// The mock cluster is new on every run, so the demo starts from an empty
@@ -69,7 +88,10 @@ pub enum DemoError {
 /// is left alone.
 fn prepare(dir: &std::path::Path) -> Result<(), DemoError> {
     const MARKER: &str = ".lineage-demo";
-    let bad = |e: String| DemoError::DataDir(dir.to_owned(), e);
+    let bad = |problem: String| DemoError::DataDir {
+        path: dir.to_owned(),
+        problem,
+    };
     if dir.exists() {
         let mut entries = std::fs::read_dir(dir).map_err(|e| bad(e.to_string()))?;
         if !dir.join(MARKER).exists() && entries.next().is_some() {
@@ -88,77 +110,78 @@ fn prepare(dir: &std::path::Path) -> Result<(), DemoError> {
     .map_err(|e| bad(e.to_string()))
 }
 
-pub fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<Summary, DemoError> {
-    // The cluster lives inside a client; a producer that sends nothing.
-    let host: BaseProducer = ClientConfig::new()
-        .set("test.mock.num.brokers", "3")
-        .create()
-        .map_err(DemoError::Cluster)?;
-    let cluster = host
-        .client()
-        .mock_cluster()
-        .ok_or_else(|| DemoError::Generate("librdkafka made no mock cluster".into()))?;
-    // A new group waits 3 s for more members before its first assignment,
-    // as on a real broker; the demo has one member and no reason to wait.
-    // SAFETY: the cluster pointer belongs to `host`, alive for this scope.
-    unsafe {
-        let mock = rdkafka::bindings::rd_kafka_handle_mock_cluster(host.client().native_ptr());
-        rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(mock, 0);
-    }
-    let topic = "events";
-    cluster
-        .create_topic(topic, args.partitions, 1)
-        .map_err(DemoError::Cluster)?;
-    let bootstrap = cluster.bootstrap_servers();
-    let dir = &args.data_dir;
-    let path = |name: &str| dir.join(name).display().to_string();
-    let kafka = KafkaArgs {
-        bootstrap_servers: bootstrap.clone(),
-        topic: topic.into(),
-        security_protocol: "PLAINTEXT".into(),
-        // The mock cluster answers fetches slowly unless asked not to wait.
-        properties: vec![("fetch.wait.max.ms".into(), "5".into())],
-    };
-    prepare(dir)?;
-    let run_args = RunArgs {
-        s3: Default::default(),
-        kafka: kafka.clone(),
-        group_id: "lineage-demo".into(),
-        paths: super::run::PathArgs {
-            output_path: path("output"),
-            dropped_path: path("dropped"),
-            commit_log_path: path("write-ahead-commit-log"),
-        },
-        plugin_path: args.plugin_path.clone(),
-        checkpoint_interval: args.checkpoint_interval,
-        subtask_index: 0,
-        workers: None,
-        memory_budget: super::run::DEFAULT_MEMORY_BUDGET,
-        max_file_size: 64 << 20,
-        upload_part_size: 5 << 20,
-        row_group_size: 8 << 20,
-        compression: super::run::Codec::Zstd,
-        shutdown_timeout: Duration::from_secs(30),
-        single_writer: false,
-        on_missing_offsets: "skip".into(),
-        snapshot_every: crate::commit::DEFAULT_SNAPSHOT_EVERY,
-        progress_interval: Duration::ZERO,
-        metrics_address: super::run::Listen(None),
-        plugin_watch_interval: Duration::ZERO,
-        plugin: PluginConfig::default(),
-    };
+/// librdkafka's mock cluster, with the demo's topic.
+struct Cluster {
+    /// The cluster lives inside a client: a producer that sends nothing.
+    host: BaseProducer,
+    bootstrap: String,
+}
 
+const TOPIC: &str = "events";
+
+impl Cluster {
+    fn start(partitions: i32) -> Result<Self, DemoError> {
+        let host: BaseProducer = ClientConfig::new()
+            .set("test.mock.num.brokers", "3")
+            .create()
+            .map_err(DemoError::Cluster)?;
+        let bootstrap = {
+            let cluster = host
+                .client()
+                .mock_cluster()
+                .ok_or(DemoError::NoMockCluster)?;
+            // A new group waits 3 s for more members before its first
+            // assignment, as on a real broker; the demo has one member and
+            // no reason to wait.
+            // SAFETY: the cluster pointer belongs to `host`, alive here.
+            unsafe {
+                let mock =
+                    rdkafka::bindings::rd_kafka_handle_mock_cluster(host.client().native_ptr());
+                rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(mock, 0);
+            }
+            cluster
+                .create_topic(TOPIC, partitions, 1)
+                .map_err(DemoError::Cluster)?;
+            cluster.bootstrap_servers()
+        };
+        Ok(Self { host, bootstrap })
+    }
+
+    fn kafka(&self) -> KafkaArgs {
+        KafkaArgs {
+            bootstrap_servers: self.bootstrap.clone(),
+            topic: TOPIC.into(),
+            security_protocol: "PLAINTEXT".into(),
+            properties: Vec::new(),
+        }
+    }
+}
+
+/// Where the demo writes, under --data-dir.
+fn paths(dir: &std::path::Path) -> [String; 3] {
+    ["output", "dropped", "write-ahead-commit-log"].map(|name| dir.join(name).display().to_string())
+}
+
+fn settings(args: &DemoArgs, cluster: &Cluster) -> RunSettings {
+    let mut kafka = cluster.kafka().settings("lineage-demo");
+    // The mock cluster answers fetches slowly unless asked not to wait.
+    kafka.properties = vec![("fetch.wait.max.ms".into(), "5".into())];
+    let mut settings = RunSettings::new(kafka, paths(&args.data_dir), args.plugin_path.clone());
+    settings.checkpoint_interval = args.checkpoint_interval;
+    settings.files.max_file_bytes = 64 << 20;
+    settings
+}
+
+pub fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<Summary, DemoError> {
+    let cluster = Cluster::start(args.partitions)?;
+    prepare(&args.data_dir)?;
     let (stop_all, stop_signal) = StopHandle::new();
-    super::run::spawn_signal_handler(stop_all.clone()).map_err(|e| DemoError::Run(Box::new(e)))?;
+    super::run::spawn_signal_handler(stop_all).map_err(|e| DemoError::Run(Box::new(e)))?;
     let (stop_generator, generator_stopped) = StopHandle::new();
-    let (stop_pipeline, pipeline_stopped) = StopHandle::new();
     let generated = Arc::new(AtomicU64::new(0));
     let generator = {
         let args = GenerateArgs {
-            kafka: KafkaArgs {
-                properties: vec![],
-                ..kafka
-            },
+            kafka: cluster.kafka(),
             rate: args.rate,
             count: None,
             invalid_share: args.invalid_share,
@@ -168,69 +191,103 @@ pub fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<Summary, DemoError>
         std::thread::spawn(move || generate(&args, Some(generator_stopped), Some(generated)))
     };
     let stats = Arc::new(Stats::default());
+    let (stop_pipeline, pipeline_stopped) = StopHandle::new();
     let pipeline = {
-        let (settings, stats) = (run_args.settings(), stats.clone());
+        let (settings, stats) = (settings(args, &cluster), stats.clone());
         std::thread::spawn(move || run(settings, stats, pipeline_stopped))
     };
-
     writeln!(
         out,
-        "lineage demo: mock Kafka cluster at {bootstrap}, topic {topic} ({} partitions), {} records/s ({:.0}% invalid), checkpoint every {}\n",
+        "lineage demo: mock Kafka cluster at {}, topic {TOPIC} ({} partitions), {} records/s ({:.0}% invalid), checkpoint every {}\n",
+        cluster.bootstrap,
         args.partitions,
         args.rate,
         args.invalid_share * 100.0,
         humantime::format_duration(args.checkpoint_interval)
     )
     .map_err(DemoError::Output)?;
-    let started = Instant::now();
-    let mut last = (Instant::now(), 0u64);
-    loop {
-        let stopping = stop_signal.recv_timeout(Duration::from_secs(1)).is_ok();
-        let s = Summary::of(&stats);
-        let now = Instant::now();
-        let rate = (s.consumed - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
-        last = (now, s.consumed);
-        writeln!(
-            out,
-            "{:>5.0}s  produced {:>8}  consumed {:>8}  kept {:>8}  dropped {:>7}  checkpoints {:>3}  {:>7.0} records/s",
-            started.elapsed().as_secs_f64(),
-            generated.load(Ordering::Relaxed),
-            s.consumed,
-            s.kept,
-            s.dropped,
-            s.checkpoints,
-            rate
-        )
-        .map_err(DemoError::Output)?;
-        if stopping || started.elapsed() >= args.duration || pipeline.is_finished() {
-            break;
-        }
-    }
+    let progress = Progress {
+        stats: &stats,
+        generated: &generated,
+    };
+    progress.until(args.duration, &stop_signal, &pipeline, out)?;
     stop_generator.stop();
     let produced = generator
         .join()
-        .map_err(|_| DemoError::Generate("generator thread panicked".into()))?
-        .map_err(|e| DemoError::Generate(e.to_string()))?;
-    // Let the pipeline catch up, so that the summary accounts for every
-    // record produced (bounded: a stuck pipeline is stopped anyway).
-    let deadline = Instant::now() + Duration::from_secs(10);
+        .map_err(|_| DemoError::Panicked("generator"))?
+        .map_err(|e| DemoError::Generate(Box::new(e)))?;
     let delivered = produced.records - produced.failed;
-    while stats.consumed.load(Ordering::Relaxed) < delivered
-        && Instant::now() < deadline
-        && !pipeline.is_finished()
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    progress.catch_up(delivered, &pipeline);
     stop_pipeline.stop();
     let summary = pipeline
         .join()
-        .map_err(|_| DemoError::Generate("pipeline thread panicked".into()))?
+        .map_err(|_| DemoError::Panicked("pipeline"))?
         .map_err(|e| DemoError::Run(Box::new(e)))?;
-    drop(cluster);
+    drop(cluster.host);
+    print_summary(out, &args.data_dir, delivered, &summary)?;
+    Ok(summary)
+}
 
-    let output = path("output");
-    let dropped = path("dropped");
-    let wal = path("write-ahead-commit-log");
+/// A line a second while the demo runs.
+struct Progress<'a> {
+    stats: &'a Stats,
+    generated: &'a AtomicU64,
+}
+
+impl Progress<'_> {
+    fn until<T>(
+        &self,
+        duration: Duration,
+        stop: &crossbeam_channel::Receiver<()>,
+        pipeline: &std::thread::JoinHandle<T>,
+        out: &mut impl Write,
+    ) -> Result<(), DemoError> {
+        let started = Instant::now();
+        let mut last = (Instant::now(), 0u64);
+        loop {
+            let stopping = stop.recv_timeout(Duration::from_secs(1)).is_ok();
+            let s = Summary::of(self.stats);
+            let now = Instant::now();
+            let rate = (s.consumed - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+            last = (now, s.consumed);
+            writeln!(
+                out,
+                "{:>5.0}s  produced {:>8}  consumed {:>8}  kept {:>8}  dropped {:>7}  checkpoints {:>3}  {:>7.0} records/s",
+                started.elapsed().as_secs_f64(),
+                self.generated.load(Ordering::Relaxed),
+                s.consumed,
+                s.kept,
+                s.dropped,
+                s.checkpoints,
+                rate
+            )
+            .map_err(DemoError::Output)?;
+            if stopping || started.elapsed() >= duration || pipeline.is_finished() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Lets the pipeline catch up, so that the summary accounts for every
+    /// record produced (bounded: a stuck pipeline is stopped anyway).
+    fn catch_up<T>(&self, delivered: u64, pipeline: &std::thread::JoinHandle<T>) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.stats.consumed.load(Ordering::Relaxed) < delivered
+            && Instant::now() < deadline
+            && !pipeline.is_finished()
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn print_summary(
+    out: &mut impl Write,
+    dir: &std::path::Path,
+    delivered: u64,
+    summary: &Summary,
+) -> Result<(), DemoError> {
+    let [output, dropped, wal] = paths(dir);
     writeln!(
         out,
         "\nproduced {} records, consumed {}: {} kept, {} dropped, in {} checkpoints ({} files)\n\
@@ -251,6 +308,5 @@ pub fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<Summary, DemoError>
         summary.checkpoints,
         summary.files,
     )
-    .map_err(DemoError::Output)?;
-    Ok(summary)
+    .map_err(DemoError::Output)
 }

@@ -11,7 +11,7 @@ use rdkafka::ClientContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use super::run::KafkaArgs;
-use crate::events::{self, EventKind};
+use crate::fixtures::{self, EventKind};
 use crate::source::{KafkaSettings, SourceError, producer_config};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -85,29 +85,12 @@ pub fn generate(
     stop: Option<Receiver<()>>,
     progress: Option<Arc<AtomicU64>>,
 ) -> Result<Generated, SourceError> {
-    if !(0.0..=1.0).contains(&args.invalid_share) {
-        return Err(SourceError::Config {
-            setting: "GENERATE_INVALID_SHARE",
-            detail: format!("{} is not between 0 and 1", args.invalid_share),
-        });
-    }
-    if args.rate < 0.0 || !args.rate.is_finite() {
-        return Err(SourceError::Config {
-            setting: "GENERATE_RATE",
-            detail: format!("{} is not a rate", args.rate),
-        });
-    }
-    let settings = KafkaSettings {
-        bootstrap_servers: args.kafka.bootstrap_servers.clone(),
-        topic: args.kafka.topic.clone(),
-        security_protocol: args.kafka.security_protocol.clone(),
-        group_id: String::new(),
-        properties: args.kafka.properties.clone(),
-    };
+    check(args)?;
+    let settings = args.kafka.settings("");
     let producer: BaseProducer<Delivery> = producer_config(&settings)
         .create_with_context(Delivery::default())
         .map_err(|e| SourceError::Config {
-            setting: "KAFKA_PROPERTIES",
+            setting: crate::setting::KAFKA_PROPERTIES,
             detail: e.to_string(),
         })?;
     let partitions = partition_count(&producer, &settings)?;
@@ -115,13 +98,9 @@ pub fn generate(
     let mut last_report = started;
     let mut out = Generated::default();
     let mut n = args.start;
-    loop {
-        if args.count.is_some_and(|c| out.records >= c) {
-            break;
-        }
-        if stop.as_ref().is_some_and(|s| s.try_recv().is_ok()) {
-            break;
-        }
+    while args.count.is_none_or(|c| out.records < c)
+        && stop.as_ref().is_none_or(|s| s.try_recv().is_err())
+    {
         if args.rate > 0.0 {
             // Hold the rate: wait for this record's slot.
             let due = started + Duration::from_secs_f64(out.records as f64 / args.rate);
@@ -130,35 +109,15 @@ pub fn generate(
             }
         }
         let kind = kind_of(n, args.invalid_share);
-        let now_ms = chrono::Utc::now().timestamp_millis();
-        let value = events::value(kind, n, now_ms);
-        let key = events::uuid_for(n).to_string();
-        let partition = (n % partitions as u64) as i32;
-        let mut record = BaseRecord::to(&settings.topic)
-            .partition(partition)
-            .key(key.as_bytes())
-            .payload(&value)
-            .timestamp(now_ms);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((
-                    rdkafka::error::KafkaError::MessageProduction(
-                        rdkafka::types::RDKafkaErrorCode::QueueFull,
-                    ),
-                    r,
-                )) => {
-                    record = r;
-                    producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => return Err(SourceError::Kafka(e)),
-            }
-        }
-        producer.poll(Duration::ZERO);
+        send(
+            &producer,
+            &settings.topic,
+            (n % partitions as u64) as i32,
+            kind,
+            n,
+        )?;
         out.records += 1;
-        if kind != EventKind::Valid {
-            out.invalid += 1;
-        }
+        out.invalid += u64::from(kind != EventKind::Valid);
         if let Some(p) = &progress {
             p.store(out.records, Ordering::Relaxed);
         }
@@ -178,6 +137,57 @@ pub fn generate(
         .map_err(SourceError::Kafka)?;
     out.failed = producer.context().failed.load(Ordering::Relaxed);
     Ok(out)
+}
+
+fn check(args: &GenerateArgs) -> Result<(), SourceError> {
+    if !(0.0..=1.0).contains(&args.invalid_share) {
+        return Err(SourceError::Config {
+            setting: "GENERATE_INVALID_SHARE",
+            detail: format!("{} is not between 0 and 1", args.invalid_share),
+        });
+    }
+    if args.rate < 0.0 || !args.rate.is_finite() {
+        return Err(SourceError::Config {
+            setting: "GENERATE_RATE",
+            detail: format!("{} is not a rate", args.rate),
+        });
+    }
+    Ok(())
+}
+
+/// Queues record `n`, waiting while the producer's queue is full.
+fn send(
+    producer: &BaseProducer<Delivery>,
+    topic: &str,
+    partition: i32,
+    kind: EventKind,
+    n: u64,
+) -> Result<(), SourceError> {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let value = fixtures::value(kind, n, now_ms);
+    let key = fixtures::uuid_for(n).to_string();
+    let mut record = BaseRecord::to(topic)
+        .partition(partition)
+        .key(key.as_bytes())
+        .payload(&value)
+        .timestamp(now_ms);
+    loop {
+        match producer.send(record) {
+            Ok(()) => break,
+            Err((
+                rdkafka::error::KafkaError::MessageProduction(
+                    rdkafka::types::RDKafkaErrorCode::QueueFull,
+                ),
+                r,
+            )) => {
+                record = r;
+                producer.poll(Duration::from_millis(10));
+            }
+            Err((e, _)) => return Err(SourceError::Kafka(e)),
+        }
+    }
+    producer.poll(Duration::ZERO);
+    Ok(())
 }
 
 fn partition_count(

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod demo;
+mod error;
 pub mod generate;
 pub mod plugin;
 pub mod run;
@@ -12,8 +13,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::error::{Blame, Classify};
-use crate::plugin::{PluginConfig, PluginError};
+pub use error::CommandError;
+
+use crate::plugin::PluginConfig;
+use crate::setting;
 
 #[derive(Debug, Parser)]
 #[command(name = "lineage", version, about, propagate_version = true)]
@@ -74,7 +77,7 @@ pub enum PluginCommand {
     /// Print a plugin's name, version, columns and input schema.
     Inspect {
         /// The plugin component (.wasm).
-        #[arg(env = "PLUGIN_PATH")]
+        #[arg(env = setting::PLUGIN_PATH)]
         component: PathBuf,
 
         /// Print JSON instead of a table.
@@ -94,7 +97,7 @@ pub enum PluginCommand {
     /// input schema; a string, decoded as base64; or null for a tombstone.
     Test {
         /// The plugin component (.wasm).
-        #[arg(env = "PLUGIN_PATH")]
+        #[arg(env = setting::PLUGIN_PATH)]
         component: PathBuf,
 
         /// JSON-lines file of records; `-` reads stdin.
@@ -119,46 +122,4 @@ pub enum BenchCommand {
     /// Against a broker: a plain consumer's read rate next to `lineage
     /// run`'s end-to-end rate over the same records.
     Kafka(bench::KafkaBenchArgs),
-}
-
-/// Why a command failed, beyond the errors of the parts it drives.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    #[error(transparent)]
-    Plugin(#[from] PluginError),
-
-    #[error("{}: cannot read it: {source}", path.display())]
-    ReadInput {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-
-    #[error("{} line {line}: {detail}", path.display())]
-    Input {
-        path: PathBuf,
-        line: usize,
-        detail: String,
-    },
-
-    #[error("{}: holds no records", path.display())]
-    EmptyInput { path: PathBuf },
-
-    #[error("cannot write output: {0}")]
-    Output(std::io::Error),
-
-    #[error("bench: {0}")]
-    Bench(String),
-}
-
-impl Classify for CommandError {
-    fn blame(&self) -> Blame {
-        match self {
-            CommandError::Plugin(e) => e.blame(),
-            CommandError::ReadInput { .. }
-            | CommandError::Input { .. }
-            | CommandError::EmptyInput { .. } => Blame::User,
-            CommandError::Output(_) => Blame::Environment,
-            CommandError::Bench(_) => Blame::User,
-        }
-    }
 }

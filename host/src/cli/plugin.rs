@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
-use super::CommandError;
+use super::error::CommandError;
 use crate::plugin::{
     Header, KafkaRecord, OutcomeRef, Plugin, PluginConfig, PluginRuntime, PluginWorker, ValueRef,
     type_name,

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use parquet::basic::{Compression, ZstdLevel};
 
-use crate::pipeline::{RunSettings, Stats, StopHandle, Summary, run};
+use crate::metrics::{Stats, Summary};
+use crate::pipeline::{DEFAULT_MEMORY_BUDGET_TEXT, RunError, RunSettings, StopHandle, run};
 use crate::plugin::{PluginConfig, parse_size};
-use crate::sink::FileSettings;
+use crate::setting;
 use crate::source::{KafkaSettings, parse_property};
 use crate::store::S3Settings;
 
@@ -33,7 +34,7 @@ pub struct KafkaArgs {
 
     /// Any librdkafka property as key=value, repeatable; in KAFKA_PROPERTIES
     /// comma-separated. Wins over Lineage's own settings.
-    #[arg(long = "kafka-property", env = "KAFKA_PROPERTIES", value_delimiter = ',', value_parser = parse_property)]
+    #[arg(long = "kafka-property", env = setting::KAFKA_PROPERTIES, value_delimiter = ',', value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
 }
 
@@ -77,24 +78,20 @@ impl S3Args {
 pub struct PathArgs {
     /// Where kept rows go: a directory, file://, s3://bucket/prefix or
     /// memory://name/prefix.
-    #[arg(long = "output-path", env = "OUTPUT_PATH")]
+    #[arg(long = "output-path", env = setting::OUTPUT_PATH)]
     pub output_path: String,
 
     /// Where dropped records go.
-    #[arg(long = "dropped-path", env = "DROPPED_PATH")]
+    #[arg(long = "dropped-path", env = setting::DROPPED_PATH)]
     pub dropped_path: String,
 
     /// The write-ahead commit log.
     #[arg(
         long = "write-ahead-commit-log-path",
-        env = "WRITE_AHEAD_COMMIT_LOG_PATH"
+        env = setting::WRITE_AHEAD_COMMIT_LOG_PATH
     )]
     pub commit_log_path: String,
 }
-
-pub const DEFAULT_MEMORY_BUDGET: u64 = 128 << 20;
-/// The same, as `--help` shows it.
-pub const DEFAULT_MEMORY_BUDGET_TEXT: &str = "128MiB";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Codec {
@@ -125,7 +122,7 @@ pub struct RunArgs {
     /// The plugin component (.wasm), or a directory holding exactly one.
     /// A new component there (or SIGHUP) is loaded in the background and
     /// takes over at the next checkpoint if it is valid.
-    #[arg(long = "plugin-path", env = "PLUGIN_PATH")]
+    #[arg(long = "plugin-path", env = setting::PLUGIN_PATH)]
     pub plugin_path: PathBuf,
 
     /// How often PLUGIN_PATH is checked for a new component; 0: only on
@@ -143,7 +140,7 @@ pub struct RunArgs {
     pub subtask_index: u32,
 
     /// Threads running the plugin and writing files; default: one per core.
-    #[arg(long = "workers", env = "WORKERS")]
+    #[arg(long = "workers", env = setting::WORKERS)]
     pub workers: Option<usize>,
 
     /// Memory for open files and batches in flight, across all partitions;
@@ -192,7 +189,7 @@ pub struct RunArgs {
     /// serves nothing.
     #[arg(
         long = "metrics-address",
-        env = "METRICS_ADDRESS",
+        env = setting::METRICS_ADDRESS,
         default_value = "0.0.0.0:9464"
     )]
     pub metrics_address: Listen,
@@ -206,54 +203,64 @@ pub struct RunArgs {
     pub plugin: PluginConfig,
 }
 
+impl KafkaArgs {
+    pub fn settings(&self, group_id: &str) -> KafkaSettings {
+        KafkaSettings {
+            bootstrap_servers: self.bootstrap_servers.clone(),
+            topic: self.topic.clone(),
+            security_protocol: self.security_protocol.clone(),
+            group_id: group_id.to_owned(),
+            properties: self.properties.clone(),
+        }
+    }
+}
+
+impl PathArgs {
+    pub fn paths(&self) -> [String; 3] {
+        [
+            self.output_path.clone(),
+            self.dropped_path.clone(),
+            self.commit_log_path.clone(),
+        ]
+    }
+}
+
 impl RunArgs {
     pub fn settings(&self) -> RunSettings {
-        let workers = self
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
-        RunSettings {
-            kafka: KafkaSettings {
-                bootstrap_servers: self.kafka.bootstrap_servers.clone(),
-                topic: self.kafka.topic.clone(),
-                security_protocol: self.kafka.security_protocol.clone(),
-                group_id: self.group_id.clone(),
-                properties: self.kafka.properties.clone(),
-            },
-            output: self.paths.output_path.clone(),
-            dropped: self.paths.dropped_path.clone(),
-            commit_log: self.paths.commit_log_path.clone(),
-            s3: self.s3.settings(),
-            plugin_path: self.plugin_path.clone(),
-            plugin: self.plugin.clone(),
-            checkpoint_interval: self.checkpoint_interval,
-            subtask: self.subtask_index,
-            workers,
-            memory_budget: self.memory_budget,
-            files: FileSettings {
-                max_file_bytes: self.max_file_size,
-                part_bytes: self.upload_part_size as usize,
-                row_group_bytes: self.row_group_size as usize,
-                compression: match self.compression {
-                    Codec::Zstd => Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")),
-                    Codec::Snappy => Compression::SNAPPY,
-                    Codec::None => Compression::UNCOMPRESSED,
-                },
-                ..FileSettings::default()
-            },
-            shutdown_timeout: self.shutdown_timeout,
-            single_writer: self.single_writer,
-            on_missing_offsets: self
-                .on_missing_offsets
-                .parse()
-                .expect("clap checked the value"),
-            batch_records: self.plugin.batch_records,
-            snapshot_every: self.snapshot_every,
-            progress_interval: (!self.progress_interval.is_zero())
-                .then_some(self.progress_interval),
-            metrics_address: self.metrics_address.0,
-            plugin_watch: (!self.plugin_watch_interval.is_zero())
-                .then_some(self.plugin_watch_interval),
+        let mut s = RunSettings::new(
+            self.kafka.settings(&self.group_id),
+            self.paths.paths(),
+            self.plugin_path.clone(),
+        );
+        s.s3 = self.s3.settings();
+        s.plugin = self.plugin.clone();
+        s.batch_records = self.plugin.batch_records;
+        s.checkpoint_interval = self.checkpoint_interval;
+        s.subtask = self.subtask_index;
+        if let Some(workers) = self.workers {
+            s.workers = workers;
         }
+        s.memory_budget = self.memory_budget;
+        s.files.max_file_bytes = self.max_file_size;
+        s.files.part_bytes = self.upload_part_size as usize;
+        s.files.row_group_bytes = self.row_group_size as usize;
+        s.files.compression = match self.compression {
+            Codec::Zstd => Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")),
+            Codec::Snappy => Compression::SNAPPY,
+            Codec::None => Compression::UNCOMPRESSED,
+        };
+        s.shutdown_timeout = self.shutdown_timeout;
+        s.single_writer = self.single_writer;
+        s.on_missing_offsets = self
+            .on_missing_offsets
+            .parse()
+            .expect("clap checked the value");
+        s.snapshot_every = self.snapshot_every;
+        s.progress_interval = (!self.progress_interval.is_zero()).then_some(self.progress_interval);
+        s.metrics_address = self.metrics_address.0;
+        s.plugin_watch =
+            (!self.plugin_watch_interval.is_zero()).then_some(self.plugin_watch_interval);
+        s
     }
 }
 
@@ -275,16 +282,19 @@ impl std::str::FromStr for Listen {
 }
 
 /// Runs until SIGTERM or SIGINT; a second signal exits at once.
-pub fn run_until_signalled(args: RunArgs) -> Result<Summary, crate::pipeline::RunError> {
+pub fn run_until_signalled(args: RunArgs) -> Result<Summary, RunError> {
     let (stop, stopped) = StopHandle::new();
     spawn_signal_handler(stop)?;
     run(args.settings(), Arc::new(Stats::default()), stopped)
 }
 
-pub fn spawn_signal_handler(stop: StopHandle) -> Result<(), crate::pipeline::RunError> {
+pub fn spawn_signal_handler(stop: StopHandle) -> Result<(), RunError> {
     use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(|e| {
-        crate::pipeline::RunError::Thread(format!("installing signal handlers: {e}"))
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(|source| {
+        RunError::Spawn {
+            what: "the signal handlers",
+            source,
+        }
     })?;
     std::thread::Builder::new()
         .name("lineage-signals".into())
@@ -300,13 +310,54 @@ pub fn spawn_signal_handler(stop: StopHandle) -> Result<(), crate::pipeline::Run
                 stop.stop();
             }
         })
-        .map_err(|e| crate::pipeline::RunError::Thread(e.to_string()))?;
+        .map_err(|source| RunError::Spawn {
+            what: "the signal thread",
+            source,
+        })?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pipeline::DEFAULT_MEMORY_BUDGET;
+
+    /// `RunSettings::new` is what the demo and the benchmarks start from:
+    /// it must be `lineage run`'s defaults, less the endpoint, the progress
+    /// line and the watching.
+    #[test]
+    fn embedded_runs_start_from_the_command_line_defaults() {
+        use clap::{Args, FromArgMatches};
+        let command = RunArgs::augment_args(clap::Command::new("run"));
+        let required = [
+            "run",
+            "--kafka-bootstrap-servers=k:9092",
+            "--kafka-topic=t",
+            "--output-path=o",
+            "--dropped-path=d",
+            "--write-ahead-commit-log-path=w",
+            "--plugin-path=p.wasm",
+        ];
+        let matches = command.try_get_matches_from(required).unwrap();
+        let mut parsed = RunArgs::from_arg_matches(&matches).unwrap().settings();
+        assert_eq!(parsed.progress_interval, Some(Duration::from_secs(30)));
+        assert_eq!(parsed.plugin_watch, Some(Duration::from_secs(5)));
+        assert_eq!(parsed.metrics_address, "0.0.0.0:9464".parse().ok());
+        (
+            parsed.progress_interval,
+            parsed.plugin_watch,
+            parsed.metrics_address,
+        ) = (None, None, None);
+        let kafka = KafkaSettings {
+            bootstrap_servers: "k:9092".into(),
+            topic: "t".into(),
+            security_protocol: "PLAINTEXT".into(),
+            group_id: "lineage".into(),
+            properties: Vec::new(),
+        };
+        let embedded = RunSettings::new(kafka, ["o", "d", "w"].map(String::from), "p.wasm".into());
+        assert_eq!(format!("{parsed:?}"), format!("{embedded:?}"));
+    }
 
     #[test]
     fn the_shown_budget_is_the_default() {

@@ -3,9 +3,12 @@
 
 use std::io::Write;
 
-use crate::commit::{CommitLog, TopicPartition};
-use crate::lineage::{CheckpointTrace, Found, LineageError, Outputs, RecordTrace, Verification};
-use crate::store::{Location, StoreError};
+use crate::commit::CommitLog;
+use crate::partition::TopicPartition;
+use crate::query::{CheckpointTrace, Found, Query, QueryError, RecordTrace, Verification};
+use crate::setting;
+use crate::staging::Outputs;
+use crate::store::StoreError;
 
 use super::run::{PathArgs, S3Args};
 
@@ -14,7 +17,7 @@ pub enum TraceError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Lineage(#[from] LineageError),
+    Query(#[from] QueryError),
     #[error("{0:?} is not TOPIC/PARTITION@OFFSET (e.g. events/3@1234)")]
     Record(String),
     #[error("{setting}={path}: no such directory")]
@@ -30,7 +33,7 @@ impl crate::error::Classify for TraceError {
         use crate::error::Blame;
         match self {
             TraceError::Store(e) => e.blame(),
-            TraceError::Lineage(e) => e.blame(),
+            TraceError::Query(e) => e.blame(),
             TraceError::Record(_) | TraceError::NoDirectory { .. } => Blame::User,
             TraceError::Output(_) | TraceError::Runtime(_) => Blame::Environment,
         }
@@ -52,13 +55,13 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
-    fn open(&self) -> Result<Outputs, TraceError> {
+    fn open(&self) -> Result<Query, TraceError> {
         let (s3, paths) = (self.s3.settings(), &self.paths);
         // Opening a local location creates it; a query must not.
         for (setting, url) in [
-            ("OUTPUT_PATH", &paths.output_path),
-            ("DROPPED_PATH", &paths.dropped_path),
-            ("WRITE_AHEAD_COMMIT_LOG_PATH", &paths.commit_log_path),
+            (setting::OUTPUT_PATH, &paths.output_path),
+            (setting::DROPPED_PATH, &paths.dropped_path),
+            (setting::WRITE_AHEAD_COMMIT_LOG_PATH, &paths.commit_log_path),
         ] {
             let local = url.strip_prefix("file://").unwrap_or(url);
             if !local.contains("://") && !std::path::Path::new(local).is_dir() {
@@ -68,14 +71,9 @@ impl OutputArgs {
                 });
             }
         }
-        Ok(Outputs {
-            log: CommitLog::new(Location::open_with(
-                "WRITE_AHEAD_COMMIT_LOG_PATH",
-                &paths.commit_log_path,
-                &s3,
-            )?),
-            data: Location::open_with("OUTPUT_PATH", &paths.output_path, &s3)?,
-            dropped: Location::open_with("DROPPED_PATH", &paths.dropped_path, &s3)?,
+        Ok(Query {
+            log: CommitLog::new(CommitLog::open(&paths.commit_log_path, &s3)?),
+            outputs: Outputs::open(&paths.output_path, &paths.dropped_path, &s3)?,
         })
     }
 }

@@ -8,16 +8,16 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::CommitError;
-use super::entry::{
-    Claim, Commit, CommittedFile, FileKind, Moved, OffsetRange, Owner, PluginStamp, Publish,
-    TopicPartition,
-};
-use super::log::{CommitLog, StagedEntry, Staging};
+use super::entry::{Claim, Commit, Moved, OffsetRange, PluginStamp};
+use super::error::CommitError;
+use super::log::CommitLog;
 use super::state::{Conflict, LogState};
-use crate::failpoints;
+use crate::failpoints::{self, Failpoint};
+use crate::partition::{Owner, TopicPartition};
 use crate::retry::{Backoff, Deadline, Policy, retry};
-use crate::sink::Leftover;
+use crate::staging::{
+    self, FileKind, Leftover, Outputs, Publish, SealedFile, StagedEntry, Staging,
+};
 use crate::store::Location;
 
 /// Take a snapshot of the folded state every this many commits, so that a
@@ -31,7 +31,7 @@ pub struct Prepared {
     pub checkpoint: u64,
     pub plugin: PluginStamp,
     pub ranges: Vec<OffsetRange>,
-    pub files: Vec<CommittedFile>,
+    pub files: Vec<SealedFile>,
 }
 
 /// What a commit attempt did.
@@ -172,8 +172,7 @@ impl std::str::FromStr for MissingOffsets {
 
 pub struct Committer {
     log: Arc<CommitLog>,
-    data: Location,
-    dropped: Location,
+    outputs: Outputs,
     owner: Owner,
     state: LogState,
     /// Commits since the last snapshot: where recovery looks for the files
@@ -199,16 +198,14 @@ impl Committer {
     /// publication of every commit since the last snapshot.
     pub async fn start(
         log: Arc<CommitLog>,
-        data: Location,
-        dropped: Location,
+        outputs: Outputs,
         owner: Owner,
         policy: Policy,
     ) -> Result<Self, CommitError> {
         let loaded = log.load().await?;
         let mut committer = Self {
             log,
-            data,
-            dropped,
+            outputs,
             owner,
             state: loaded.state,
             recent: Vec::new(),
@@ -330,7 +327,7 @@ impl Committer {
                 self.state.apply(&commit)?;
                 self.recent.push(commit.clone());
                 self.note_claims(&commit);
-                failpoints::hit("after-claim")?;
+                failpoints::hit(Failpoint::AfterClaim)?;
                 break;
             }
         }
@@ -481,7 +478,7 @@ impl Committer {
         // alive has its entry written before it, so that entry is listed
         // below and protects it.
         let leftovers = self.leftovers(tp).await?;
-        let staged = self.log.staged(tp).await?;
+        let staged = self.log.entries().staged(tp).await?;
         if !self.still_owns(tp, claim).await? {
             return Ok(false);
         }
@@ -498,7 +495,7 @@ impl Committer {
                     if !self.still_owns(tp, claim).await? {
                         return Ok(false);
                     }
-                    crate::sink::abort(&location, &entry.key, &entry.staging).await?;
+                    staging::abort(&location, &entry.key, &entry.staging).await?;
                     tracing::info!(
                         file = %location.url_of(&entry.key),
                         owner = %entry.owner,
@@ -516,14 +513,14 @@ impl Committer {
                 if !self.still_owns(tp, claim).await? {
                     return Ok(false);
                 }
-                for location in [self.data.clone(), self.dropped.clone()] {
-                    crate::sink::remove(&location, &crate::sink::staged_by_id(tp, id)).await?;
+                for (_, location) in self.outputs.both() {
+                    staging::remove(location, &staging::staged_by_id(tp, id)).await?;
                 }
             }
             done.push(id.clone());
         }
         for id in &done {
-            self.log.unstage(tp, id).await?;
+            self.log.entries().unstage(tp, id).await?;
         }
         let keep = Keep::of(&staged.entries, &self.owner, claim, &committed, false);
         for (kind, leftover) in leftovers {
@@ -553,7 +550,7 @@ impl Committer {
             if leftovers.is_empty() {
                 return Ok(());
             }
-            let staged = self.log.staged(tp).await?;
+            let staged = self.log.entries().staged(tp).await?;
             self.catch_up(None).await?;
             let committed = self.committed(tp);
             let keep = Keep::of(&staged.entries, &self.owner, claim, &committed, true);
@@ -575,8 +572,8 @@ impl Committer {
         tp: &TopicPartition,
     ) -> Result<Vec<(FileKind, Leftover)>, CommitError> {
         let mut all = Vec::new();
-        for kind in [FileKind::Data, FileKind::Dropped] {
-            for leftover in crate::sink::leftovers(self.location(kind), tp).await? {
+        for (kind, location) in self.outputs.both() {
+            for leftover in staging::leftovers(location, tp).await? {
                 all.push((kind, leftover));
             }
         }
@@ -592,7 +589,7 @@ impl Committer {
             Leftover::Upload { key, .. } => ("multipart upload", key),
             Leftover::File { staging, .. } => ("staging file", staging),
         };
-        match crate::sink::remove(location, leftover).await {
+        match staging::remove(location, leftover).await {
             Ok(()) => tracing::info!(
                 file = %location.url_of(key),
                 staged = what,
@@ -609,7 +606,7 @@ impl Committer {
     }
 
     /// The files of `tp` committed since the last snapshot, by id.
-    fn committed(&self, tp: &TopicPartition) -> HashMap<String, CommittedFile> {
+    fn committed(&self, tp: &TopicPartition) -> HashMap<String, SealedFile> {
         self.recent
             .iter()
             .flat_map(|c| &c.files)
@@ -689,7 +686,7 @@ impl Committer {
             if self.log.create(&commit).await? {
                 self.state.apply(&commit)?;
                 self.recent.push(commit.clone());
-                failpoints::hit("after-commit-log-write")?;
+                failpoints::hit(Failpoint::AfterCommitLogWrite)?;
                 return Ok(Published {
                     commit: Some(commit),
                     fenced,
@@ -725,7 +722,7 @@ impl Committer {
                 || self.log.write_view(commit),
             )
             .await?;
-            failpoints::hit("after-checkpoint-view")?;
+            failpoints::hit(Failpoint::AfterCheckpointView)?;
         }
         for (i, file) in commit.files.iter().enumerate() {
             retry(&format!("publish {}", file.url), &policy, || {
@@ -733,11 +730,11 @@ impl Committer {
             })
             .await?;
             if i == 0 {
-                failpoints::hit("after-first-publish")?;
+                failpoints::hit(Failpoint::AfterFirstPublish)?;
             }
         }
         if !commit.files.is_empty() {
-            failpoints::hit("after-publish")?;
+            failpoints::hit(Failpoint::AfterPublish)?;
             for kind in [FileKind::Data, FileKind::Dropped] {
                 let keys: Vec<&str> = commit
                     .files
@@ -754,12 +751,12 @@ impl Committer {
             retry(
                 &format!("delete the staging entry of {}", file.url),
                 &policy,
-                || self.log.unstage(&file.source, &file.id),
+                || self.log.entries().unstage(&file.source, &file.id),
             )
             .await?;
         }
         if !commit.files.is_empty() {
-            failpoints::hit("after-staging-cleanup")?;
+            failpoints::hit(Failpoint::AfterStagingCleanup)?;
         }
         Ok(())
     }
@@ -772,16 +769,13 @@ impl Committer {
             self.finish(commit).await?;
         }
         self.log.write_snapshot(&self.state).await?;
-        failpoints::hit("after-snapshot")?;
+        failpoints::hit(Failpoint::AfterSnapshot)?;
         self.recent.clear();
         Ok(())
     }
 
     fn location(&self, kind: FileKind) -> &Location {
-        match kind {
-            FileKind::Data => &self.data,
-            FileKind::Dropped => &self.dropped,
-        }
+        self.outputs.location(kind)
     }
 
     /// Files committed since the last snapshot, for tests and `trace`.
@@ -821,7 +815,7 @@ impl Keep {
         entries: &[StagedEntry],
         owner: &Owner,
         claim: u64,
-        committed: &HashMap<String, CommittedFile>,
+        committed: &HashMap<String, SealedFile>,
         fenced: bool,
     ) -> Self {
         let mut keep = Keep {
@@ -864,8 +858,8 @@ const STEP_BACKOFF: Backoff = Backoff {
     max: Duration::from_secs(5),
 };
 
-async fn publish(location: &Location, file: &CommittedFile) -> Result<(), CommitError> {
-    Ok(crate::sink::publish(location, &file.key, &file.publish).await?)
+async fn publish(location: &Location, file: &SealedFile) -> Result<(), CommitError> {
+    Ok(staging::publish(location, &file.key, &file.publish).await?)
 }
 
 fn conflict_text(state: &LogState, commit: &Commit) -> String {
@@ -898,8 +892,10 @@ mod tests {
         let log = Arc::new(CommitLog::new(location(store, "wal")));
         Committer::start(
             log,
-            location(store, "out"),
-            location(store, "dropped"),
+            Outputs {
+                data: location(store, "out"),
+                dropped: location(store, "dropped"),
+            },
             Owner {
                 subtask,
                 incarnation: incarnation.into(),
@@ -1131,8 +1127,10 @@ mod tests {
             let log = Arc::new(CommitLog::new(at("wal")));
             Committer::start(
                 log,
-                at("out"),
-                at("dropped"),
+                Outputs {
+                    data: at("out"),
+                    dropped: at("dropped"),
+                },
                 Owner {
                     subtask,
                     incarnation: incarnation.into(),
@@ -1145,7 +1143,7 @@ mod tests {
         // While a stalls, c claims the partition and stages a file.
         let mut c = start("c", 1).await.unwrap();
         let c_claim = c.claim(&wanted(&[0])).await.unwrap()[&tp(0)].seq;
-        let staging = format!("{}/t/0/f1.parquet.inprogress", crate::sink::STAGING_DIR);
+        let staging = format!("{}/t/0/f1.parquet.inprogress", crate::staging::STAGING_DIR);
         let out = at("out");
         out.store
             .put(&out.path(&staging), b"PAR1".to_vec().into())
@@ -1162,12 +1160,16 @@ mod tests {
                 staging: staging.clone(),
             },
         };
-        CommitLog::new(at("wal")).stage(&entry).await.unwrap();
+        CommitLog::new(at("wal"))
+            .entries()
+            .stage(&entry)
+            .await
+            .unwrap();
 
         // a wakes up and goes on with its recovery.
         assert!(!a.recover(&tp(0), a_claim).await.unwrap(), "no longer a's");
         let log = CommitLog::new(at("wal"));
-        assert_eq!(log.staged(&tp(0)).await.unwrap().entries, [entry]);
+        assert_eq!(log.entries().staged(&tp(0)).await.unwrap().entries, [entry]);
         assert!(out.store.head(&out.path(&staging)).await.is_ok());
     }
 }

@@ -6,129 +6,11 @@
 //! recovery can rebuild a missing view by copying. The first three columns
 //! are the seed's; the rest are what the protocol needs.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
-use super::CommitError;
-
-/// Who wrote a commit: the subtask index (the StatefulSet ordinal) and the
-/// incarnation, a fresh id per process start, so that a restarted process
-/// fences its own predecessor.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Owner {
-    pub subtask: u32,
-    pub incarnation: String,
-}
-
-impl fmt::Display for Owner {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "subtask {} ({})", self.subtask, self.incarnation)
-    }
-}
-
-/// A Kafka partition.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct TopicPartition {
-    pub topic: String,
-    pub partition: i32,
-}
-
-impl fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.topic, self.partition)
-    }
-}
-
-/// Which output a file belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FileKind {
-    Data,
-    Dropped,
-}
-
-impl fmt::Display for FileKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            FileKind::Data => "data",
-            FileKind::Dropped => "dropped",
-        })
-    }
-}
-
-/// How a staged file becomes visible at its final key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Publish {
-    /// Complete this multipart upload at the final key (S3 and the like).
-    Multipart {
-        upload_id: String,
-        parts: Vec<String>,
-    },
-    /// Rename this hidden staging object to the final key (local disk).
-    Rename { staging: String },
-}
-
-impl Publish {
-    /// How to abort the file instead, while its writer still knows it.
-    pub fn staging(&self) -> super::Staging {
-        match self {
-            Publish::Multipart { upload_id, .. } => super::Staging::Multipart {
-                upload_id: Some(upload_id.clone()),
-            },
-            Publish::Rename { staging } => super::Staging::Rename {
-                staging: staging.clone(),
-            },
-        }
-    }
-}
-
-impl Publish {
-    fn encode(&self) -> String {
-        match self {
-            Publish::Multipart { upload_id, parts } => {
-                format!("multipart:{upload_id}:{}", parts.join(";"))
-            }
-            Publish::Rename { staging } => format!("rename:{staging}"),
-        }
-    }
-
-    fn decode(s: &str) -> Option<Self> {
-        if let Some(rest) = s.strip_prefix("rename:") {
-            return Some(Publish::Rename {
-                staging: rest.to_owned(),
-            });
-        }
-        let rest = s.strip_prefix("multipart:")?;
-        let (upload_id, parts) = rest.split_once(':')?;
-        Some(Publish::Multipart {
-            upload_id: upload_id.to_owned(),
-            parts: parts
-                .split(';')
-                .filter(|p| !p.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        })
-    }
-}
-
-/// A file a commit made (or will make) visible.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommittedFile {
-    pub kind: FileKind,
-    /// Unique id, also the name of its staging journal entry.
-    pub id: String,
-    /// Full URL of the final object.
-    pub url: String,
-    /// Key of the final object inside its store.
-    pub key: String,
-    pub source: TopicPartition,
-    pub first_offset: i64,
-    pub last_offset: i64,
-    pub records: u64,
-    pub bytes: u64,
-    pub publish: Publish,
-}
+use super::error::CommitError;
+use crate::partition::{Owner, TopicPartition};
+use crate::staging::{FileKind, Publish, SealedFile};
 
 /// The records of one partition a commit accounts for: every offset in
 /// `first..=last` is in exactly one of the commit's files (or is a gap
@@ -139,6 +21,36 @@ pub struct OffsetRange {
     pub first: i64,
     pub last: i64,
     pub records: u64,
+}
+
+impl Claim {
+    /// Its row, and the row that says how it moved `next`, if it did.
+    fn rows(&self, base: impl Fn() -> Row) -> Vec<Row> {
+        let mut rows = vec![Row {
+            kind: "claim".into(),
+            topic: self.source.topic.clone(),
+            partition: Some(self.source.partition),
+            first_offset: Some(self.next),
+            ..base()
+        }];
+        if let Some(moved) = &self.moved {
+            let (kind, first, last) = if self.next > moved.from {
+                ("skipped", moved.from, self.next - 1)
+            } else {
+                ("reset", self.next, moved.from - 1)
+            };
+            rows.push(Row {
+                kind: kind.into(),
+                topic: self.source.topic.clone(),
+                partition: Some(self.source.partition),
+                first_offset: Some(first),
+                last_offset: Some(last),
+                reason: moved.reason.clone(),
+                ..base()
+            });
+        }
+        rows
+    }
 }
 
 /// A claim: from this commit on, `owner` alone may commit this partition,
@@ -188,7 +100,7 @@ pub struct Commit {
     pub plugin: PluginStamp,
     pub claims: Vec<Claim>,
     pub ranges: Vec<OffsetRange>,
-    pub files: Vec<CommittedFile>,
+    pub files: Vec<SealedFile>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -286,29 +198,7 @@ impl Commit {
             });
         }
         for c in &self.claims {
-            rows.push(Row {
-                kind: "claim".into(),
-                topic: c.source.topic.clone(),
-                partition: Some(c.source.partition),
-                first_offset: Some(c.next),
-                ..base()
-            });
-            if let Some(moved) = &c.moved {
-                let (kind, first, last) = if c.next > moved.from {
-                    ("skipped", moved.from, c.next - 1)
-                } else {
-                    ("reset", c.next, moved.from - 1)
-                };
-                rows.push(Row {
-                    kind: kind.into(),
-                    topic: c.source.topic.clone(),
-                    partition: Some(c.source.partition),
-                    first_offset: Some(first),
-                    last_offset: Some(last),
-                    reason: moved.reason.clone(),
-                    ..base()
-                });
-            }
+            rows.extend(c.rows(base));
         }
         // A commit with nothing in it still says who and when.
         if rows.is_empty() {
@@ -395,119 +285,137 @@ impl Commit {
             if ended {
                 return Err(bad(format!("row {} follows the end row", i + 1)));
             }
-            let c = commit.get_or_insert_with(|| Commit {
-                torn: None,
-                seq: row.commit_seq,
-                checkpoint: row.checkpoint_id,
-                owner: Owner {
-                    subtask: row.subtask,
-                    incarnation: row.owner.clone(),
-                },
-                timestamp: row.commit_timestamp.clone(),
-                plugin: PluginStamp {
-                    name: row.plugin_name.clone(),
-                    version: row.plugin_version.clone(),
-                    sha256: row.plugin_sha256.clone(),
-                },
-                claims: Vec::new(),
-                ranges: Vec::new(),
-                files: Vec::new(),
-            });
+            let c = commit.get_or_insert_with(|| Commit::of_row(&row));
             if row.commit_seq != c.seq || row.checkpoint_id != c.checkpoint {
                 return Err(bad(format!("row {} belongs to another commit", i + 1)));
             }
-            let source = || -> Result<TopicPartition, CommitError> {
-                Ok(TopicPartition {
-                    topic: row.topic.clone(),
-                    partition: row
-                        .partition
-                        .ok_or_else(|| bad(format!("row {}: no partition", i + 1)))?,
-                })
-            };
-            let need = |v: Option<i64>, name: &str| {
-                v.ok_or_else(|| bad(format!("row {}: no {name}", i + 1)))
-            };
-            match row.kind.as_str() {
-                "data" | "dropped" => {
-                    let (key, publish) = row
-                        .publish
-                        .split_once('|')
-                        .and_then(|(k, p)| Some((k.to_owned(), Publish::decode(p)?)))
-                        .ok_or_else(|| {
-                            bad(format!("row {}: bad publish {:?}", i + 1, row.publish))
-                        })?;
-                    c.files.push(CommittedFile {
-                        kind: if row.kind == "data" {
-                            FileKind::Data
-                        } else {
-                            FileKind::Dropped
-                        },
-                        id: row.file_id.clone(),
-                        url: row.s3_key.clone(),
-                        key,
-                        source: source()?,
-                        first_offset: need(row.first_offset, "first_offset")?,
-                        last_offset: need(row.last_offset, "last_offset")?,
-                        records: row.record_count.unwrap_or(0),
-                        bytes: row.byte_size.unwrap_or(0),
-                        publish,
-                    });
-                }
-                "offsets" => c.ranges.push(OffsetRange {
-                    source: source()?,
-                    first: need(row.first_offset, "first_offset")?,
-                    last: need(row.last_offset, "last_offset")?,
-                    records: row.record_count.unwrap_or(0),
-                }),
-                "claim" => c.claims.push(Claim {
-                    source: source()?,
-                    next: need(row.first_offset, "first_offset")?,
-                    moved: None,
-                }),
-                "skipped" => moves.push((
-                    source()?,
-                    Moved {
-                        from: need(row.first_offset, "first_offset")?,
-                        reason: row.reason.clone(),
-                    },
-                )),
-                "reset" => moves.push((
-                    source()?,
-                    Moved {
-                        from: need(row.last_offset, "last_offset")? + 1,
-                        reason: row.reason.clone(),
-                    },
-                )),
-                "end" if versioned => {
-                    if row.record_count != Some(i as u64) {
-                        return Err(bad(format!(
-                            "the end row counts {:?} rows, {i} precede it",
-                            row.record_count
-                        )));
-                    }
-                    ended = true;
-                }
-                "empty" => {}
-                other => return Err(bad(format!("row {}: unknown kind {other:?}", i + 1))),
+            ended = c
+                .add_row(&row, &mut moves, versioned)
+                .map_err(|detail| bad(format!("row {}: {detail}", i + 1)))?;
+            if ended && row.record_count != Some(i as u64) {
+                return Err(bad(format!(
+                    "the end row counts {:?} rows, {i} precede it",
+                    row.record_count
+                )));
             }
         }
         if versioned && !ended {
             return Err(bad("no end row: the object was cut short".into()));
         }
         let mut commit = commit.ok_or_else(|| bad("no rows".into()))?;
+        commit.attach(moves).map_err(bad)?;
+        Ok(commit)
+    }
+
+    /// A commit with no rows yet, named as its first row names it.
+    fn of_row(row: &Row) -> Self {
+        Commit {
+            torn: None,
+            seq: row.commit_seq,
+            checkpoint: row.checkpoint_id,
+            owner: Owner {
+                subtask: row.subtask,
+                incarnation: row.owner.clone(),
+            },
+            timestamp: row.commit_timestamp.clone(),
+            plugin: PluginStamp {
+                name: row.plugin_name.clone(),
+                version: row.plugin_version.clone(),
+                sha256: row.plugin_sha256.clone(),
+            },
+            claims: Vec::new(),
+            ranges: Vec::new(),
+            files: Vec::new(),
+        }
+    }
+
+    /// Adds what one row says; `Ok(true)` for the end row.
+    fn add_row(
+        &mut self,
+        row: &Row,
+        moves: &mut Vec<(TopicPartition, Moved)>,
+        versioned: bool,
+    ) -> Result<bool, String> {
+        let moved = |from| Moved {
+            from,
+            reason: row.reason.clone(),
+        };
+        match row.kind.as_str() {
+            "data" | "dropped" => self.files.push(row.file()?),
+            "offsets" => self.ranges.push(OffsetRange {
+                source: row.source()?,
+                first: row.need(row.first_offset, "first_offset")?,
+                last: row.need(row.last_offset, "last_offset")?,
+                records: row.record_count.unwrap_or(0),
+            }),
+            "claim" => self.claims.push(Claim {
+                source: row.source()?,
+                next: row.need(row.first_offset, "first_offset")?,
+                moved: None,
+            }),
+            "skipped" => moves.push((
+                row.source()?,
+                moved(row.need(row.first_offset, "first_offset")?),
+            )),
+            "reset" => moves.push((
+                row.source()?,
+                moved(row.need(row.last_offset, "last_offset")? + 1),
+            )),
+            "end" if versioned => return Ok(true),
+            "empty" => {}
+            other => return Err(format!("unknown kind {other:?}")),
+        }
+        Ok(false)
+    }
+
+    /// Each skipped or reset row belongs to the claim of its partition.
+    fn attach(&mut self, moves: Vec<(TopicPartition, Moved)>) -> Result<(), String> {
         for (source, moved) in moves {
-            let claim = commit
+            let claim = self
                 .claims
                 .iter_mut()
                 .find(|c| c.source == source && c.moved.is_none())
-                .ok_or_else(|| {
-                    bad(format!(
-                        "a skipped or reset row of {source} without its claim"
-                    ))
-                })?;
+                .ok_or_else(|| format!("a skipped or reset row of {source} without its claim"))?;
             claim.moved = Some(moved);
         }
-        Ok(commit)
+        Ok(())
+    }
+}
+
+impl Row {
+    fn source(&self) -> Result<TopicPartition, String> {
+        Ok(TopicPartition {
+            topic: self.topic.clone(),
+            partition: self.partition.ok_or("no partition")?,
+        })
+    }
+
+    fn need(&self, v: Option<i64>, name: &str) -> Result<i64, String> {
+        v.ok_or_else(|| format!("no {name}"))
+    }
+
+    fn file(&self) -> Result<SealedFile, String> {
+        let (key, publish) = self
+            .publish
+            .split_once('|')
+            .and_then(|(k, p)| Some((k.to_owned(), Publish::decode(p)?)))
+            .ok_or_else(|| format!("bad publish {:?}", self.publish))?;
+        Ok(SealedFile {
+            kind: if self.kind == "data" {
+                FileKind::Data
+            } else {
+                FileKind::Dropped
+            },
+            id: self.file_id.clone(),
+            url: self.s3_key.clone(),
+            key,
+            source: self.source()?,
+            first_offset: self.need(self.first_offset, "first_offset")?,
+            last_offset: self.need(self.last_offset, "last_offset")?,
+            records: self.record_count.unwrap_or(0),
+            bytes: self.byte_size.unwrap_or(0),
+            publish,
+        })
     }
 }
 
@@ -567,7 +475,7 @@ mod tests {
                 records: 100,
             }],
             files: vec![
-                CommittedFile {
+                SealedFile {
                     kind: FileKind::Data,
                     id: "f1".into(),
                     url: "s3://b/out/year=2024/month=11/day=25/hour=16/part-events-3-100-f1.parquet"
@@ -583,7 +491,7 @@ mod tests {
                         parts: vec!["e1".into(), "e2".into()],
                     },
                 },
-                CommittedFile {
+                SealedFile {
                     kind: FileKind::Dropped,
                     id: "f2".into(),
                     url: "/data/dropped/year=2024/month=11/day=25/hour=16/part-events-3-117-f2.parquet"
@@ -656,7 +564,13 @@ mod tests {
                 "cut at byte {at} of {} is not seen as cut",
                 csv.len()
             );
-            assert!(Commit::from_csv(&csv[..at], "x").is_err());
+            assert!(
+                matches!(
+                    Commit::from_csv(&csv[..at], "x"),
+                    Err(CommitError::Corrupt { .. })
+                ),
+                "cut at byte {at}"
+            );
         }
         assert_eq!(Commit::cut_short(&csv[..whole]), None);
         assert_eq!(Commit::cut_short(&csv), None);
@@ -673,7 +587,11 @@ mod tests {
                 .unwrap()
                 .replacen(",claim,", ",claim-v9,", 1);
         assert_eq!(Commit::cut_short(unknown.as_bytes()), None);
-        assert!(Commit::from_csv(unknown.as_bytes(), "x").is_err());
+        let error = Commit::from_csv(unknown.as_bytes(), "x").unwrap_err();
+        assert!(
+            error.to_string().ends_with("unknown kind \"claim-v9\""),
+            "{error}"
+        );
     }
 
     #[test]

@@ -14,42 +14,12 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use super::CommitError;
-use super::entry::{Commit, FileKind, Owner, TopicPartition};
+use super::entry::Commit;
+use super::error::CommitError;
 use super::state::LogState;
-use crate::store::Location;
-
-/// A file being written: enough to abort it, or to find it in a commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StagedEntry {
-    pub file_id: String,
-    pub owner: Owner,
-    /// The commit whose claim `owner` wrote this under (0 in entries of
-    /// versions before claims were numbered): recovery after a claim only
-    /// resolves entries of earlier claims.
-    #[serde(default)]
-    pub claim: u64,
-    pub kind: FileKind,
-    pub source: TopicPartition,
-    /// The final key inside the data or dropped location.
-    pub key: String,
-    pub staging: Staging,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-pub enum Staging {
-    /// A multipart upload at the final key. The entry is written before the
-    /// upload starts, so it has no id: recovery aborts whatever upload is
-    /// open at the key. In-process aborts know the id.
-    Multipart {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        upload_id: Option<String>,
-    },
-    Rename {
-        staging: String,
-    },
-}
+use crate::partition::TopicPartition;
+use crate::staging::Entries;
+use crate::store::{Location, S3Settings, StoreError};
 
 /// A snapshot as stored: JSON object keys must be strings, so the maps are
 /// lists.
@@ -84,16 +54,6 @@ impl From<Snapshot> for LogState {
     }
 }
 
-/// A partition's staging entries.
-#[derive(Debug, Default)]
-pub struct StagedEntries {
-    pub entries: Vec<StagedEntry>,
-    /// File ids of entries that do not parse: cut short by a power cut on
-    /// a disk that lost acknowledged writes. Their files are found by id
-    /// (local staging files) or by listing (open uploads).
-    pub torn: Vec<String>,
-}
-
 /// The log's state and the commits read after its snapshot, which recovery
 /// needs to find committed files.
 #[derive(Debug, Default)]
@@ -104,13 +64,25 @@ pub struct Loaded {
 
 pub struct CommitLog {
     location: Location,
+    entries: Entries,
 }
 
 const SEQ_WIDTH: usize = 20;
 
 impl CommitLog {
+    /// WRITE_AHEAD_COMMIT_LOG_PATH's location, as every command opens it.
+    pub fn open(url: &str, s3: &S3Settings) -> Result<Location, StoreError> {
+        Location::open_with(crate::setting::WRITE_AHEAD_COMMIT_LOG_PATH, url, s3)
+    }
+
     pub fn new(location: Location) -> Self {
-        Self { location }
+        let entries = Entries::new(location.clone());
+        Self { location, entries }
+    }
+
+    /// The staging entries, which live beside the commits.
+    pub fn entries(&self) -> &Entries {
+        &self.entries
     }
 
     pub fn location(&self) -> &Location {
@@ -127,10 +99,6 @@ impl CommitLog {
 
     fn snapshot_key(seq: u64) -> String {
         format!("_snapshots/{seq:0SEQ_WIDTH$}.json")
-    }
-
-    fn staging_dir(source: &TopicPartition) -> String {
-        format!("_staging/{}/{}", source.topic, source.partition)
     }
 
     fn err(&self, op: &'static str, key: &str, source: object_store::Error) -> CommitError {
@@ -342,102 +310,6 @@ impl CommitLog {
         Ok(())
     }
 
-    pub async fn stage(&self, entry: &StagedEntry) -> Result<(), CommitError> {
-        let key = format!(
-            "{}/{}.json",
-            Self::staging_dir(&entry.source),
-            entry.file_id
-        );
-        let json = serde_json::to_vec(entry).expect("entry serialises");
-        self.location
-            .store
-            .put(&self.location.path(&key), PutPayload::from(json))
-            .await
-            .map_err(|e| self.err("write staging entry", &key, e))?;
-        Ok(())
-    }
-
-    pub async fn unstage(&self, source: &TopicPartition, file_id: &str) -> Result<(), CommitError> {
-        let key = format!("{}/{file_id}.json", Self::staging_dir(source));
-        match self.location.store.delete(&self.location.path(&key)).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.err("delete staging entry", &key, e)),
-        }
-    }
-
-    /// Every staged file of a partition, whoever wrote it.
-    pub async fn staged(&self, source: &TopicPartition) -> Result<StagedEntries, CommitError> {
-        let dir = Self::staging_dir(source);
-        let prefix = self.location.path(&dir);
-        let metas: Vec<_> = self
-            .location
-            .store
-            .list(Some(&prefix))
-            .map_err(|e| self.err("list staging entries", &dir, e))
-            .try_collect()
-            .await?;
-        let mut staged = StagedEntries::default();
-        for meta in metas {
-            let Some(file_id) = meta
-                .location
-                .filename()
-                .and_then(|n| n.strip_suffix(".json"))
-                .map(str::to_owned)
-            else {
-                continue;
-            };
-            let key = meta.location.to_string();
-            let bytes = match self.location.store.get(&meta.location).await {
-                Ok(got) => got
-                    .bytes()
-                    .await
-                    .map_err(|e| self.err("read staging entry", &key, e))?,
-                // Removed by its owner since the listing.
-                Err(object_store::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(self.err("read staging entry", &key, e)),
-            };
-            match serde_json::from_slice::<StagedEntry>(&bytes) {
-                Ok(entry) => staged.entries.push(entry),
-                Err(e) => {
-                    tracing::warn!(
-                        object = %self.location.url_of(&key),
-                        problem = %format!("{} bytes, {e}", bytes.len()),
-                        "staging entry is empty or cut short; its file is found by its id or by listing"
-                    );
-                    staged.torn.push(file_id);
-                }
-            }
-        }
-        Ok(staged)
-    }
-
-    /// The partitions that have staging entries, for recovery at start.
-    pub async fn staged_partitions(&self) -> Result<Vec<TopicPartition>, CommitError> {
-        let prefix = self.location.path("_staging");
-        let metas: Vec<_> = self
-            .location
-            .store
-            .list(Some(&prefix))
-            .map_err(|e| self.err("list staging entries", "_staging", e))
-            .try_collect()
-            .await?;
-        let mut partitions: Vec<TopicPartition> = metas
-            .iter()
-            .filter_map(|m| {
-                let parts: Vec<_> = m.location.parts().collect();
-                let n = parts.len();
-                (n >= 3).then(|| TopicPartition {
-                    topic: parts[n - 3].as_ref().to_owned(),
-                    partition: parts[n - 2].as_ref().parse().unwrap_or(-1),
-                })
-            })
-            .filter(|tp| tp.partition >= 0)
-            .collect();
-        partitions.sort();
-        partitions.dedup();
-        Ok(partitions)
-    }
-
     /// Where `store` is the log's own store: for the create-if-absent probe.
     pub fn store(&self) -> &dyn ObjectStore {
         self.location.store.as_ref()
@@ -452,12 +324,13 @@ impl CommitLog {
 mod tests {
     use super::*;
     use crate::commit::entry::{Claim, OffsetRange, PluginStamp};
+    use crate::partition::Owner;
 
     fn log() -> CommitLog {
         let name = uuid::Uuid::new_v4().simple().to_string();
         CommitLog::new(
             Location::open(
-                "WRITE_AHEAD_COMMIT_LOG_PATH",
+                crate::setting::WRITE_AHEAD_COMMIT_LOG_PATH,
                 &format!("memory://{name}/wal"),
             )
             .unwrap(),

@@ -17,10 +17,11 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 
-use super::budget::Budget;
-use super::worker::WorkerMsg;
-use super::{Event, Sent, Stats};
-use crate::commit::{Claimed, OffsetReset, TopicPartition, Wanted};
+use super::messages::{Control, Event, Sent, WorkerMsg};
+use crate::budget::Budget;
+use crate::commit::{Claimed, OffsetReset, Wanted};
+use crate::metrics::Stats;
+use crate::partition::TopicPartition;
 use crate::plugin::Plugin;
 use crate::source::{self, Fetched, KafkaConsumer, Rebalance};
 
@@ -31,13 +32,6 @@ const HOUSEKEEPING: Duration = Duration::from_millis(500);
 /// How often a partition whose last fetch says its log ends below the
 /// offset to read next is checked with the broker: a recreated topic.
 const END_CHECK: Duration = Duration::from_secs(5);
-
-pub enum Control {
-    /// Place a checkpoint barrier now.
-    Barrier,
-    /// Place a last barrier and stop consuming.
-    Stop,
-}
 
 /// What the consumer keeps per partition of its one topic.
 struct Flow {
@@ -129,6 +123,17 @@ pub struct ConsumerShared {
 }
 
 impl ConsumerShared {
+    /// Tells every worker to stop; `wait`: even if its queue is full.
+    pub fn stop_workers(&self, wait: bool) {
+        for worker in &self.workers {
+            let _ = if wait {
+                worker.send(WorkerMsg::Stop).map_err(|_| ())
+            } else {
+                worker.try_send(WorkerMsg::Stop).map_err(|_| ())
+            };
+        }
+    }
+
     pub fn new(
         workers: Vec<Sender<WorkerMsg>>,
         events: Sender<Event>,

@@ -8,40 +8,14 @@ use std::sync::atomic::Ordering;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use super::budget::Budget;
-use super::{Event, RunError, Stats};
-use crate::commit::TopicPartition;
+use super::error::RunError;
+use super::messages::{Event, Sealed, WorkerMsg};
+use crate::budget::Budget;
+use crate::metrics::Stats;
+use crate::partition::TopicPartition;
 use crate::plugin::PluginWorker;
-use crate::sink::{PartitionSink, SealedFile, SinkContext};
+use crate::sink::{PartitionSink, SinkContext};
 use crate::source::Fetched;
-
-pub enum WorkerMsg {
-    Batch(Fetched),
-    /// Seal every file for checkpoint `checkpoint` and report them.
-    Seal {
-        checkpoint: u64,
-    },
-    /// The partitions were committed and given up: forget them.
-    Forget(Vec<TopicPartition>),
-    /// The partitions were lost or fenced: give up what is held for them.
-    Abort(Vec<TopicPartition>),
-    /// Run this plugin from now on. Sent right after a `Seal`, so that
-    /// every file is one plugin build's.
-    Swap(Arc<crate::plugin::Plugin>),
-    /// Consumption paused on the memory budget: seal files early until it
-    /// can resume.
-    Shed,
-    Stop,
-}
-
-/// A worker's part of a checkpoint.
-#[derive(Debug)]
-pub struct Sealed {
-    pub checkpoint: u64,
-    pub files: Vec<SealedFile>,
-    /// Records processed per partition since the last checkpoint.
-    pub records: BTreeMap<TopicPartition, u64>,
-}
 
 pub struct Worker {
     pub index: usize,
@@ -73,35 +47,7 @@ impl Worker {
                         other => other,
                     }
                 }
-                WorkerMsg::Seal { checkpoint } => {
-                    let mut files = Vec::new();
-                    let mut result = Ok(());
-                    let mut gone = Vec::new();
-                    for (tp, sink) in &mut sinks {
-                        match sink.seal_all() {
-                            Ok(sealed) => files.extend(sealed),
-                            Err(e) if e.upload_gone() => gone.push((tp.clone(), e)),
-                            Err(e) => {
-                                result = Err(RunError::from(e));
-                                break;
-                            }
-                        }
-                    }
-                    // Reported before the seal, so that the coordinator
-                    // leaves the partition out of this checkpoint.
-                    for (tp, e) in gone {
-                        self.disown(&mut sinks, &mut records, &tp, e);
-                    }
-                    self.checkpoint = checkpoint + 1;
-                    self.update_memory(&sinks);
-                    result.map(|()| {
-                        let _ = self.events.send(Event::Sealed(Sealed {
-                            checkpoint,
-                            files,
-                            records: std::mem::take(&mut records),
-                        }));
-                    })
-                }
+                WorkerMsg::Seal { checkpoint } => self.seal(&mut sinks, &mut records, checkpoint),
                 WorkerMsg::Forget(partitions) => {
                     for tp in partitions {
                         if let Some(mut sink) = sinks.remove(&tp) {
@@ -136,6 +82,42 @@ impl Worker {
                 break;
             }
         }
+    }
+
+    /// Seals every file for `checkpoint` and reports them.
+    fn seal(
+        &mut self,
+        sinks: &mut HashMap<TopicPartition, PartitionSink>,
+        records: &mut BTreeMap<TopicPartition, u64>,
+        checkpoint: u64,
+    ) -> Result<(), RunError> {
+        let mut files = Vec::new();
+        let mut result = Ok(());
+        let mut gone = Vec::new();
+        for (tp, sink) in sinks.iter_mut() {
+            match sink.seal_all() {
+                Ok(sealed) => files.extend(sealed),
+                Err(e) if e.upload_gone() => gone.push((tp.clone(), e)),
+                Err(e) => {
+                    result = Err(RunError::from(e));
+                    break;
+                }
+            }
+        }
+        // Reported before the seal, so that the coordinator leaves the
+        // partition out of this checkpoint.
+        for (tp, e) in gone {
+            self.disown(sinks, records, &tp, e);
+        }
+        self.checkpoint = checkpoint + 1;
+        self.update_memory(sinks);
+        result.map(|()| {
+            let _ = self.events.send(Event::Sealed(Sealed {
+                checkpoint,
+                files,
+                records: std::mem::take(records),
+            }));
+        })
     }
 
     /// Gives up a partition whose upload another owner aborted, and tells

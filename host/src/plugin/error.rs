@@ -40,6 +40,24 @@ pub enum PluginError {
     Engine(String),
 }
 
+impl PluginError {
+    /// The setting the error is about, when it is about the component
+    /// PLUGIN_PATH names; limit errors name their own flag.
+    pub fn setting(&self) -> Option<&'static str> {
+        match self {
+            PluginError::Read { .. }
+            | PluginError::NotAComponent { .. }
+            | PluginError::Compile { .. }
+            | PluginError::Contract { .. }
+            | PluginError::Start { .. }
+            | PluginError::Description { .. } => Some(crate::setting::PLUGIN_PATH),
+            PluginError::Config(_) | PluginError::Instantiate { .. } | PluginError::Engine(_) => {
+                None
+            }
+        }
+    }
+}
+
 impl Classify for PluginError {
     fn blame(&self) -> Blame {
         match self {

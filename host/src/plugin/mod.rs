@@ -8,10 +8,11 @@
 mod answer;
 mod batch;
 mod bindings;
-mod component;
 mod config;
 mod contract;
 mod error;
+mod load;
+mod loaded;
 mod records;
 mod reload;
 mod runtime;
@@ -20,10 +21,11 @@ mod worker;
 
 pub use answer::{Mark, OutcomeRef, Outcomes, Row, ValueRef};
 pub use bindings::{Column, ColumnType, Header, KafkaRecord, PluginInfo};
-pub use component::{Plugin, PluginIdentity};
 pub use config::{PluginConfig, parse_size};
 pub use contract::{PluginSchema, type_name};
 pub use error::PluginError;
+pub use load::component_path;
+pub use loaded::{Plugin, PluginIdentity};
 pub use reload::{Reload, Watcher, watch};
-pub use runtime::{PluginRuntime, component_path};
+pub use runtime::PluginRuntime;
 pub use worker::{PluginWorker, WorkerStats};

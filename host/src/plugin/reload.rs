@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::component::Plugin;
 use super::error::PluginError;
-use super::runtime::{PluginRuntime, component_path};
+use super::load::component_path;
+use super::loaded::Plugin;
+use super::runtime::PluginRuntime;
 
 /// What a check of PLUGIN_PATH found.
 pub enum Reload {

@@ -9,10 +9,9 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use super::SinkError;
-use super::staged::StagedWriter;
-use crate::commit::{CommittedFile, FileKind, Publish, TopicPartition};
-use crate::store::Location;
+use super::error::SinkError;
+use crate::partition::TopicPartition;
+use crate::staging::{FileKind, SealedFile, StagedWriter};
 
 /// Settings shared by every file.
 #[derive(Debug, Clone)]
@@ -36,38 +35,6 @@ impl Default for FileSettings {
             part_bytes: 5 << 20,
             max_file_bytes: 256 << 20,
             compression: Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")),
-        }
-    }
-}
-
-/// A file sealed for its checkpoint: durable, invisible, ready to commit.
-#[derive(Debug, Clone)]
-pub struct SealedFile {
-    pub kind: FileKind,
-    pub id: String,
-    pub key: String,
-    pub source: TopicPartition,
-    pub first_offset: i64,
-    pub last_offset: i64,
-    pub records: u64,
-    pub bytes: u64,
-    pub publish: Publish,
-}
-
-impl SealedFile {
-    /// The file as its checkpoint's commit records it, at `location`.
-    pub fn into_committed(self, location: &Location) -> CommittedFile {
-        CommittedFile {
-            url: location.url_of(&self.key),
-            kind: self.kind,
-            id: self.id,
-            key: self.key,
-            source: self.source,
-            first_offset: self.first_offset,
-            last_offset: self.last_offset,
-            records: self.records,
-            bytes: self.bytes,
-            publish: self.publish,
         }
     }
 }
@@ -155,11 +122,12 @@ impl ParquetFile {
     pub fn seal(mut self) -> Result<SealedFile, SinkError> {
         self.writer.finish().map_err(SinkError::Parquet)?;
         let rest = std::mem::take(self.writer.inner_mut());
-        let key = self.staged.key().to_owned();
+        let (key, url) = (self.staged.key().to_owned(), self.staged.url());
         let (publish, bytes) = self.staged.seal(rest)?;
         Ok(SealedFile {
             kind: self.kind,
             id: self.id,
+            url,
             key,
             source: self.source,
             first_offset: self.first_offset,

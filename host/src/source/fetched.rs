@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
-use crate::commit::TopicPartition;
+use crate::partition::TopicPartition;
 use crate::plugin::{Header, KafkaRecord};
 
 #[derive(Debug, Clone)]

@@ -22,8 +22,9 @@ use rdkafka::{Offset, TopicPartitionList};
 
 pub use fetched::Fetched;
 
-use crate::commit::{Claimed, OffsetReset, TopicPartition, Wanted};
+use crate::commit::{Claimed, OffsetReset, Wanted};
 use crate::error::{Blame, Classify};
+use crate::partition::TopicPartition;
 
 /// How to reach the topic; every field is a flag and an environment
 /// variable (see `cli::RunArgs`).
@@ -129,82 +130,97 @@ impl ConsumerContext for SourceContext {
         );
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                let mut wanted = Vec::new();
-                let mut ends = BTreeMap::new();
-                for tp in partitions(tpl) {
-                    let (low, high) = watermarks(consumer, &tp);
-                    ends.insert(tp.clone(), high);
-                    wanted.push(Wanted::assigned(tp, low, high));
-                }
-                let claimed = self.rebalance.assigned(wanted);
-                let next: BTreeMap<TopicPartition, i64> =
-                    claimed.iter().map(|(tp, c)| (tp.clone(), c.next)).collect();
-                for (tp, offset) in &next {
-                    if let Err(e) =
-                        tpl.set_partition_offset(&tp.topic, tp.partition, Offset::Offset(*offset))
-                    {
-                        tracing::error!(partition = %tp, error = %e, "cannot set start offset");
-                    }
-                }
-                let result = if cooperative {
-                    consumer.incremental_assign(tpl)
-                } else {
-                    consumer.assign(tpl)
-                };
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "assigning partitions failed");
-                }
-                let added: BTreeMap<TopicPartition, Lag> = next
-                    .iter()
-                    .map(|(tp, next)| {
-                        let high = ends.get(tp).copied().flatten();
-                        (
-                            tp.clone(),
-                            Lag {
-                                next: Some(*next),
-                                high,
-                            },
-                        )
-                    })
-                    .collect();
-                tracing::info!(
-                    assigned = %list(added.keys()),
-                    assignment = %lag_text(&lag_with(consumer, &added)),
-                    "rebalance: partitions assigned"
-                );
+                self.assign(consumer, tpl, cooperative)
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let revoked = partitions(tpl);
-                let lost = consumer.assignment_lost();
-                tracing::info!(
-                    revoked = %list(revoked.iter()),
-                    lost,
-                    "rebalance: partitions revoked"
-                );
-                if lost {
-                    self.rebalance.lost(revoked);
-                } else {
-                    self.rebalance.revoked(revoked);
-                }
-                let result = if cooperative {
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    consumer.unassign()
-                };
-                if let Err(e) = result {
-                    tracing::error!(error = %e, "unassigning partitions failed");
-                }
-                if !self.rebalance.closing() {
-                    tracing::info!(
-                        assignment = %lag_text(&lag(consumer)),
-                        "rebalance: partitions given up"
-                    );
-                }
+                self.revoke(consumer, tpl, cooperative)
             }
             other => {
                 tracing::error!(error = ?other, "rebalance failed");
                 let _ = consumer.unassign();
             }
+        }
+    }
+}
+
+impl SourceContext {
+    /// Claims the partitions in the commit log, then starts each at the
+    /// offset its claim says.
+    fn assign(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        tpl: &mut TopicPartitionList,
+        cooperative: bool,
+    ) {
+        let mut wanted = Vec::new();
+        let mut ends = BTreeMap::new();
+        for tp in partitions(tpl) {
+            let (low, high) = watermarks(consumer, &tp);
+            ends.insert(tp.clone(), high);
+            wanted.push(Wanted::assigned(tp, low, high));
+        }
+        let claimed = self.rebalance.assigned(wanted);
+        for (tp, c) in &claimed {
+            if let Err(e) =
+                tpl.set_partition_offset(&tp.topic, tp.partition, Offset::Offset(c.next))
+            {
+                tracing::error!(partition = %tp, error = %e, "cannot set start offset");
+            }
+        }
+        let result = if cooperative {
+            consumer.incremental_assign(tpl)
+        } else {
+            consumer.assign(tpl)
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "assigning partitions failed");
+        }
+        let added: BTreeMap<TopicPartition, Lag> = claimed
+            .iter()
+            .map(|(tp, c)| {
+                let high = ends.get(tp).copied().flatten();
+                let lag = Lag {
+                    next: Some(c.next),
+                    high,
+                };
+                (tp.clone(), lag)
+            })
+            .collect();
+        tracing::info!(
+            assigned = %list(added.keys()),
+            assignment = %lag_text(&lag_with(consumer, &added)),
+            "rebalance: partitions assigned"
+        );
+    }
+
+    /// Commits (or, when lost, drops) what is held for the partitions,
+    /// then gives them up.
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList, cooperative: bool) {
+        let revoked = partitions(tpl);
+        let lost = consumer.assignment_lost();
+        tracing::info!(
+            revoked = %list(revoked.iter()),
+            lost,
+            "rebalance: partitions revoked"
+        );
+        if lost {
+            self.rebalance.lost(revoked);
+        } else {
+            self.rebalance.revoked(revoked);
+        }
+        let result = if cooperative {
+            consumer.incremental_unassign(tpl)
+        } else {
+            consumer.unassign()
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "unassigning partitions failed");
+        }
+        if !self.rebalance.closing() {
+            tracing::info!(
+                assignment = %lag_text(&lag(consumer)),
+                "rebalance: partitions given up"
+            );
         }
     }
 }
@@ -497,7 +513,7 @@ pub fn consumer(
     let consumer: KafkaConsumer = group_config(settings)
         .create_with_context(SourceContext { rebalance })
         .map_err(|e| SourceError::Config {
-            setting: "KAFKA_PROPERTIES",
+            setting: crate::setting::KAFKA_PROPERTIES,
             detail: e.to_string(),
         })?;
     check_topic(&consumer, settings)?;

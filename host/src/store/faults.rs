@@ -23,7 +23,7 @@ use object_store::client::{
 };
 use rand::Rng;
 
-pub const VARIABLE: &str = "LINEAGE_STORE_FAULTS";
+pub const VARIABLE: &str = crate::setting::LINEAGE_STORE_FAULTS;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Faults {

@@ -1,6 +1,6 @@
 //! The built default plugin, `plugins/enrich.wasm`, in the real runtime.
 
-use lineage::events::{self, EventKind};
+use lineage::fixtures::{self, EventKind};
 use lineage::plugin::{ColumnType, KafkaRecord, OutcomeRef, PluginWorker, ValueRef};
 
 use crate::support::{components, config, describe, load};
@@ -37,16 +37,16 @@ fn describes_the_seed_schema() {
 #[test]
 fn keeps_valid_records_and_drops_each_kind_of_invalid_one() {
     let plugin = load(&components().enrich, config());
-    let uuid = events::uuid_for(42).to_string();
+    let uuid = fixtures::uuid_for(42).to_string();
     let values: Vec<Option<Vec<u8>>> = vec![
-        Some(events::encode(&uuid, TS)),
-        Some(events::value(EventKind::Garbage, 1, TS)),
-        Some(events::value(EventKind::Empty, 2, TS)),
+        Some(fixtures::encode(&uuid, TS)),
+        Some(fixtures::value(EventKind::Garbage, 1, TS)),
+        Some(fixtures::value(EventKind::Empty, 2, TS)),
         None,
-        Some(events::value(EventKind::BadUuid, 4, TS)),
-        Some(events::encode(&uuid, 1_732_550_400)), // seconds, not ms
-        Some(events::encode(&uuid, TS)[..5].to_vec()),
-        Some(events::encode(&uuid, TS + 1)),
+        Some(fixtures::value(EventKind::BadUuid, 4, TS)),
+        Some(fixtures::encode(&uuid, 1_732_550_400)), // seconds, not ms
+        Some(fixtures::encode(&uuid, TS)[..5].to_vec()),
+        Some(fixtures::encode(&uuid, TS + 1)),
     ];
     let records: Vec<KafkaRecord<'_>> = values
         .iter()
@@ -103,7 +103,7 @@ fn large_batches_are_cut_by_count_and_bytes_and_answered_in_order() {
             } else {
                 EventKind::Valid
             };
-            events::value(kind, n, TS + n as i64)
+            fixtures::value(kind, n, TS + n as i64)
         })
         .collect();
     let records = crate::support::records(&values);
@@ -114,7 +114,7 @@ fn large_batches_are_cut_by_count_and_bytes_and_answered_in_order() {
         match outcome {
             OutcomeRef::Keep(row) => {
                 assert_ne!(n % 10, 3, "record {n} should have been dropped");
-                let expected = events::uuid_for(n as u64).to_string();
+                let expected = fixtures::uuid_for(n as u64).to_string();
                 assert_eq!(row.get(0), Some(ValueRef::String(&expected)));
                 assert_eq!(row.get(4), Some(ValueRef::Int64(n as i64)));
             }

@@ -11,7 +11,8 @@ use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use lineage::cli::generate::{GenerateArgs, generate};
 use lineage::cli::run::KafkaArgs;
-use lineage::pipeline::{RunSettings, Stats, StopHandle, run};
+use lineage::metrics::Stats;
+use lineage::pipeline::{RunSettings, StopHandle, run};
 use lineage::plugin::PluginConfig;
 use lineage::sink::FileSettings;
 use lineage::source::KafkaSettings;

@@ -165,7 +165,7 @@ crash_tests! {
 #[test]
 fn every_failpoint_has_a_crash_test() {
     let source = include_str!("pipeline.rs");
-    for point in lineage::failpoints::POINTS {
+    for point in lineage::failpoints::Failpoint::ALL.map(|p| p.name()) {
         assert!(
             source.contains(&format!("=> \"{point}\"")),
             "no crash test for failpoint {point}"
@@ -269,14 +269,16 @@ fn a_tight_memory_budget_seals_files_early_and_pauses_instead_of_growing() {
 }
 
 /// `lineage run` with `env` must fail at start, naming `setting`.
-fn fails_fast(env: &[(&str, &str)], setting: &str) {
+/// Fails at start, naming `setting`, with the exit code of the error's
+/// blame (README, "Exit codes"): 2 for the user's, 3 for the environment's.
+fn fails_fast(env: &[(&str, &str)], setting: &str, code: i32) {
     let broker = Broker::start();
     broker.create_topic("events", 1);
     let paths = Paths::new();
     let mut run = Lineage::start(&broker, "events", &paths, env);
     let status = run.wait(Duration::from_secs(60));
     let log = paths.log();
-    assert!(!status.success(), "{log}");
+    assert_eq!(status.code(), Some(code), "{log}");
     assert!(log.contains("error: "), "{log}");
     assert!(
         log.contains(setting),
@@ -289,6 +291,7 @@ fn an_unreachable_broker_fails_fast_naming_the_setting() {
     fails_fast(
         &[("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")],
         "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:1",
+        3,
     );
 }
 
@@ -297,6 +300,7 @@ fn a_missing_topic_fails_fast_naming_the_setting() {
     fails_fast(
         &[("KAFKA_TOPIC", "no-such-topic")],
         "KAFKA_TOPIC=no-such-topic",
+        2,
     );
 }
 
@@ -305,16 +309,22 @@ fn an_unwritable_path_fails_fast_naming_the_setting() {
     fails_fast(
         &[("OUTPUT_PATH", "/proc/lineage-out")],
         "OUTPUT_PATH=/proc/lineage-out",
+        2,
     );
     fails_fast(
         &[("WRITE_AHEAD_COMMIT_LOG_PATH", "ftp://x/y")],
         "WRITE_AHEAD_COMMIT_LOG_PATH=ftp://x/y",
+        2,
     );
 }
 
 #[test]
 fn a_plugin_that_does_not_load_fails_fast_naming_the_setting() {
-    fails_fast(&[("PLUGIN_PATH", "/nonexistent.wasm")], "PLUGIN_PATH");
+    fails_fast(
+        &[("PLUGIN_PATH", "/nonexistent.wasm")],
+        "PLUGIN_PATH: plugin /nonexistent.wasm: cannot read it",
+        2,
+    );
 }
 
 #[test]

@@ -15,7 +15,8 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value as Json;
 
-use lineage::commit::{CommitLog, TopicPartition};
+use lineage::commit::CommitLog;
+use lineage::partition::TopicPartition;
 use lineage::sink::CHECKPOINT_ID;
 use lineage::store::{Location, S3Settings};
 
@@ -752,7 +753,7 @@ pub fn assert_exactly_once_by(
             .unwrap_or_else(|e| panic!("{key:?} was kept in {file} but is invalid: {e}"));
         assert_eq!(row[2].as_str().unwrap(), id, "{key:?} uuid");
         assert_eq!(row[3].as_i64().unwrap(), timestamp, "{key:?} timestamp");
-        let hour = lineage::sink::Hour::of_millis(timestamp).unwrap().dir();
+        let hour = lineage::staging::Hour::of_millis(timestamp).unwrap().dir();
         assert!(
             file.contains(&hour),
             "{key:?} is in {file}, not under {hour}"
@@ -821,11 +822,11 @@ pub fn assert_no_staged_files_left(paths: &Paths) {
     let log = paths.commit_log();
     let mut entries = Vec::new();
     for tp in runtime
-        .block_on(log.staged_partitions())
+        .block_on(log.entries().staged_partitions())
         .expect("list staging entries")
     {
         let staged = runtime
-            .block_on(log.staged(&tp))
+            .block_on(log.entries().staged(&tp))
             .expect("read staging entries");
         for entry in staged.entries {
             entries.push(format!("{} {} by {}", tp, entry.key, entry.owner));

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use lineage::events::{self, EventKind};
+use lineage::fixtures::{self, EventKind};
 use lineage::plugin::{ColumnType, KafkaRecord, OutcomeRef, PluginWorker, ValueRef};
 use serde_json::Value as Json;
 
@@ -24,16 +24,16 @@ fn values() -> Vec<Option<Vec<u8>>> {
                 7 => EventKind::BadUuid,
                 _ => EventKind::Valid,
             };
-            Some(events::value(kind, n, TS + n as i64))
+            Some(fixtures::value(kind, n, TS + n as i64))
         })
         .collect();
-    let uuid = events::uuid_for(1).to_string();
+    let uuid = fixtures::uuid_for(1).to_string();
     values.push(None);
-    values.push(Some(events::encode(&uuid, 1_732_550_400))); // seconds
-    values.push(Some(events::encode(&uuid, TS)[..5].to_vec())); // cut short
-    values.push(Some(events::encode(&uuid.to_uppercase(), TS))); // other forms uuid accepts
-    values.push(Some(events::encode(&uuid.replace('-', ""), TS)));
-    let mut trailing = events::encode(&uuid, TS);
+    values.push(Some(fixtures::encode(&uuid, 1_732_550_400))); // seconds
+    values.push(Some(fixtures::encode(&uuid, TS)[..5].to_vec())); // cut short
+    values.push(Some(fixtures::encode(&uuid.to_uppercase(), TS))); // other forms uuid accepts
+    values.push(Some(fixtures::encode(&uuid.replace('-', ""), TS)));
+    let mut trailing = fixtures::encode(&uuid, TS);
     trailing.push(0);
     values.push(Some(trailing));
     values
@@ -120,13 +120,13 @@ fn pseudonymize_replaces_the_id_with_its_keyed_hash_and_applies_the_rule() {
             ("kafka_offset", ColumnType::Int64),
         ]
     );
-    let uuid = events::uuid_for(9).to_string();
+    let uuid = fixtures::uuid_for(9).to_string();
     let week = 7 * 24 * 3_600_000;
     let values = [
-        Some(events::encode(&uuid, TS)),
-        Some(events::encode(&uuid, TS - week - 3_600_000)),
-        Some(events::encode(&uuid, TS + 2 * 3_600_000)),
-        Some(events::value(EventKind::BadUuid, 3, TS)),
+        Some(fixtures::encode(&uuid, TS)),
+        Some(fixtures::encode(&uuid, TS - week - 3_600_000)),
+        Some(fixtures::encode(&uuid, TS + 2 * 3_600_000)),
+        Some(fixtures::value(EventKind::BadUuid, 3, TS)),
     ];
     let records = records(&values);
     let outcomes = PluginWorker::new(plugin).process(&records).unwrap();

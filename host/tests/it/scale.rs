@@ -8,7 +8,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use lineage::cli::generate::{Generated, generate};
-use lineage::commit::{Commit, Owner, TopicPartition};
+use lineage::commit::Commit;
+use lineage::partition::{Owner, TopicPartition};
 
 use crate::pipeline_support::{
     Broker, Lineage, Paths, Store, assert_exactly_once, assert_no_staged_files_left, ends,

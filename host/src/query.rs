@@ -14,13 +14,14 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 use serde_json::Value as Json;
 
-use crate::commit::{Commit, CommitError, CommitLog, CommittedFile, FileKind, TopicPartition};
+use crate::commit::{Commit, CommitError, CommitLog};
 use crate::error::{Blame, Classify};
-use crate::sink::STAGING_DIR;
+use crate::partition::TopicPartition;
+use crate::staging::{FileKind, Outputs, STAGING_DIR, SealedFile};
 use crate::store::Location;
 
 #[derive(Debug, thiserror::Error)]
-pub enum LineageError {
+pub enum QueryError {
     #[error(transparent)]
     Commit(#[from] CommitError),
     #[error("reading {url}: {detail}")]
@@ -29,12 +30,12 @@ pub enum LineageError {
     NotFound(String),
 }
 
-impl Classify for LineageError {
+impl Classify for QueryError {
     fn blame(&self) -> Blame {
         match self {
-            LineageError::Commit(e) => e.blame(),
-            LineageError::Read { .. } => Blame::Environment,
-            LineageError::NotFound(_) => Blame::User,
+            QueryError::Commit(e) => e.blame(),
+            QueryError::Read { .. } => Blame::Environment,
+            QueryError::NotFound(_) => Blame::User,
         }
     }
 }
@@ -147,19 +148,16 @@ pub struct CheckpointTrace {
     pub files: Vec<FileState>,
 }
 
-/// The commit log and the two outputs, opened.
-pub struct Outputs {
+/// What `lineage trace` and `lineage log verify` ask: the commit log and
+/// the two outputs, read without a running pipeline.
+pub struct Query {
     pub log: CommitLog,
-    pub data: Location,
-    pub dropped: Location,
+    pub outputs: Outputs,
 }
 
-impl Outputs {
+impl Query {
     fn location(&self, kind: FileKind) -> &Location {
-        match kind {
-            FileKind::Data => &self.data,
-            FileKind::Dropped => &self.dropped,
-        }
+        self.outputs.location(kind)
     }
 
     /// Where a record went: the commit whose offset range holds it, and the
@@ -168,68 +166,34 @@ impl Outputs {
         &self,
         source: &TopicPartition,
         offset: i64,
-    ) -> Result<RecordTrace, LineageError> {
+    ) -> Result<RecordTrace, QueryError> {
         let commits = self.log.commits().await?;
-        // Newest first: a range, or a claim that moved past the offset. A
-        // reset at or below it means the offset is the restarted log's.
-        let mut found_commit = None;
-        let mut note = None;
-        for c in commits.iter().rev() {
-            if c.ranges
-                .iter()
-                .any(|r| r.source == *source && (r.first..=r.last).contains(&offset))
-            {
-                found_commit = Some(c);
-                break;
-            }
-            for claim in c.claims.iter().filter(|cl| cl.source == *source) {
-                let Some(moved) = &claim.moved else { continue };
-                if claim.next > moved.from && (moved.from..claim.next).contains(&offset) {
-                    return Ok(RecordTrace {
-                        topic: source.topic.clone(),
-                        partition: source.partition,
-                        offset,
-                        commit: c.into(),
-                        found: Found::Skipped {
-                            first: moved.from,
-                            last: claim.next - 1,
-                            reason: moved.reason.clone(),
-                        },
-                        note,
-                    });
-                }
-                if claim.next < moved.from && offset >= claim.next {
-                    return Err(LineageError::NotFound(format!(
-                        "{source}@{offset} is not committed yet in the partition's restarted log: commit {} reset {source} to offset {} ({})",
-                        c.seq, claim.next, moved.reason
-                    )));
-                }
-                if claim.next < moved.from && note.is_none() {
-                    note = Some(format!(
-                        "commit {} reset {source} since ({}): this is what its log held at this offset before",
-                        c.seq, moved.reason
-                    ));
-                }
+        let trace = |commit: &Commit, found, note| RecordTrace {
+            topic: source.topic.clone(),
+            partition: source.partition,
+            offset,
+            commit: commit.into(),
+            found,
+            note,
+        };
+        match find_commit(&commits, source, offset)? {
+            Holder::Skipped(commit, found, note) => Ok(trace(commit, found, note)),
+            Holder::Range(commit, note) => {
+                let found = self.find_in(commit, source, offset).await?;
+                Ok(trace(commit, found, note))
             }
         }
-        let Some(commit) = found_commit else {
-            let last = commits
-                .iter()
-                .flat_map(|c| &c.ranges)
-                .filter(|r| r.source == *source)
-                .map(|r| r.last)
-                .max();
-            return Err(LineageError::NotFound(match last {
-                Some(last) if offset > last => format!(
-                    "{source}@{offset} is not committed yet: the last committed offset of {source} is {last}"
-                ),
-                Some(_) => format!(
-                    "no commit accounts for {source}@{offset}: it was before the first offset consumed"
-                ),
-                None => format!("the commit log has nothing for {source}"),
-            }));
-        };
-        let holding = |kind: FileKind| -> Vec<&CommittedFile> {
+    }
+
+    /// Which of `commit`'s files holds the record: a dropped one, a data
+    /// one, or none (a gap Kafka left).
+    async fn find_in(
+        &self,
+        commit: &Commit,
+        source: &TopicPartition,
+        offset: i64,
+    ) -> Result<Found, QueryError> {
+        let holding = |kind: FileKind| -> Vec<&SealedFile> {
             commit
                 .files
                 .iter()
@@ -240,44 +204,32 @@ impl Outputs {
                 })
                 .collect()
         };
-        let mut found = Found::Gap;
         for file in holding(FileKind::Dropped) {
             if let Lookup::Row(row) = self.find_row(file, offset).await? {
                 let reason = row["reason"].as_str().unwrap_or_default().to_owned();
-                found = Found::Dropped {
+                return Ok(Found::Dropped {
                     file: file.url.clone(),
                     reason,
-                };
-                break;
+                });
             }
         }
-        if matches!(found, Found::Gap) {
-            let data = holding(FileKind::Data);
-            let mut unindexed = Vec::new();
-            for file in &data {
-                match self.find_row(file, offset).await? {
-                    Lookup::Row(row) => {
-                        found = Found::Data {
-                            file: file.url.clone(),
-                            row,
-                        };
-                        break;
-                    }
-                    Lookup::Unindexed => unindexed.push(file.url.clone()),
-                    Lookup::Absent => {}
+        let mut unindexed = Vec::new();
+        for file in holding(FileKind::Data) {
+            match self.find_row(file, offset).await? {
+                Lookup::Row(row) => {
+                    return Ok(Found::Data {
+                        file: file.url.clone(),
+                        row,
+                    });
                 }
-            }
-            if matches!(found, Found::Gap) && !unindexed.is_empty() {
-                found = Found::DataUnindexed { files: unindexed };
+                Lookup::Unindexed => unindexed.push(file.url.clone()),
+                Lookup::Absent => {}
             }
         }
-        Ok(RecordTrace {
-            topic: source.topic.clone(),
-            partition: source.partition,
-            offset,
-            commit: commit.into(),
-            found,
-            note,
+        Ok(if unindexed.is_empty() {
+            Found::Gap
+        } else {
+            Found::DataUnindexed { files: unindexed }
         })
     }
 
@@ -287,7 +239,7 @@ impl Outputs {
         &self,
         checkpoint: u64,
         subtask: Option<u32>,
-    ) -> Result<Vec<CheckpointTrace>, LineageError> {
+    ) -> Result<Vec<CheckpointTrace>, QueryError> {
         let commits = self.log.commits().await?;
         let mut out = Vec::new();
         for commit in commits
@@ -330,7 +282,7 @@ impl Outputs {
             });
         }
         if out.is_empty() {
-            return Err(LineageError::NotFound(format!(
+            return Err(QueryError::NotFound(format!(
                 "no commit of checkpoint {checkpoint}{}",
                 subtask.map_or(String::new(), |s| format!(" by subtask {s}"))
             )));
@@ -340,7 +292,7 @@ impl Outputs {
 
     /// Checks every committed file against the store, and every object under
     /// the outputs against the log.
-    pub async fn verify(&self) -> Result<Verification, LineageError> {
+    pub async fn verify(&self) -> Result<Verification, QueryError> {
         let commits = self.log.commits().await?;
         let mut v = Verification {
             commits: commits.len() as u64,
@@ -381,7 +333,7 @@ impl Outputs {
                 .list(Some(&location.prefix))
                 .try_collect()
                 .await
-                .map_err(|e| LineageError::Read {
+                .map_err(|e| QueryError::Read {
                     url: location.url_of(""),
                     detail: e.to_string(),
                 })?;
@@ -414,12 +366,12 @@ impl Outputs {
     }
 
     /// The object's size, or `None` if it is not there.
-    async fn size(&self, f: &CommittedFile) -> Result<Option<u64>, LineageError> {
+    async fn size(&self, f: &SealedFile) -> Result<Option<u64>, QueryError> {
         let location = self.location(f.kind);
         match location.store.head(&location.path(&f.key)).await {
             Ok(meta) => Ok(Some(meta.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(LineageError::Read {
+            Err(e) => Err(QueryError::Read {
                 url: f.url.clone(),
                 detail: e.to_string(),
             }),
@@ -427,9 +379,9 @@ impl Outputs {
     }
 
     /// The row of `offset` in `f`, found by its Kafka coordinates.
-    async fn find_row(&self, f: &CommittedFile, offset: i64) -> Result<Lookup, LineageError> {
+    async fn find_row(&self, f: &SealedFile, offset: i64) -> Result<Lookup, QueryError> {
         let location = self.location(f.kind);
-        let read = |detail: String| LineageError::Read {
+        let read = |detail: String| QueryError::Read {
             url: f.url.clone(),
             detail,
         };
@@ -541,4 +493,72 @@ fn bytes_json(b: &[u8]) -> Json {
             .collect::<String>()
             .into(),
     }
+}
+/// The commit that accounts for a record, and a note when the partition
+/// was reset since.
+enum Holder<'a> {
+    /// Its range holds the offset.
+    Range(&'a Commit, Option<String>),
+    /// Its claim skipped the offset: Kafka no longer had it.
+    Skipped(&'a Commit, Found, Option<String>),
+}
+
+/// Newest first: a range, or a claim that moved past the offset. A reset
+/// at or below it means the offset is the restarted log's.
+fn find_commit<'a>(
+    commits: &'a [Commit],
+    source: &TopicPartition,
+    offset: i64,
+) -> Result<Holder<'a>, QueryError> {
+    let mut note = None;
+    for c in commits.iter().rev() {
+        if c.ranges
+            .iter()
+            .any(|r| r.source == *source && (r.first..=r.last).contains(&offset))
+        {
+            return Ok(Holder::Range(c, note));
+        }
+        for claim in c.claims.iter().filter(|cl| cl.source == *source) {
+            let Some(moved) = &claim.moved else { continue };
+            if claim.next > moved.from && (moved.from..claim.next).contains(&offset) {
+                let skipped = Found::Skipped {
+                    first: moved.from,
+                    last: claim.next - 1,
+                    reason: moved.reason.clone(),
+                };
+                return Ok(Holder::Skipped(c, skipped, note));
+            }
+            if claim.next < moved.from && offset >= claim.next {
+                return Err(QueryError::NotFound(format!(
+                    "{source}@{offset} is not committed yet in the partition's restarted log: commit {} reset {source} to offset {} ({})",
+                    c.seq, claim.next, moved.reason
+                )));
+            }
+            if claim.next < moved.from && note.is_none() {
+                note = Some(format!(
+                    "commit {} reset {source} since ({}): this is what its log held at this offset before",
+                    c.seq, moved.reason
+                ));
+            }
+        }
+    }
+    Err(not_committed(commits, source, offset))
+}
+
+fn not_committed(commits: &[Commit], source: &TopicPartition, offset: i64) -> QueryError {
+    let last = commits
+        .iter()
+        .flat_map(|c| &c.ranges)
+        .filter(|r| r.source == *source)
+        .map(|r| r.last)
+        .max();
+    QueryError::NotFound(match last {
+        Some(last) if offset > last => format!(
+            "{source}@{offset} is not committed yet: the last committed offset of {source} is {last}"
+        ),
+        Some(_) => format!(
+            "no commit accounts for {source}@{offset}: it was before the first offset consumed"
+        ),
+        None => format!("the commit log has nothing for {source}"),
+    })
 }

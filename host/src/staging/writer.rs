@@ -17,18 +17,30 @@ use object_store::{MultipartUpload, ObjectStoreExt, PutPayload};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use super::{SinkContext, SinkError};
-use crate::commit::{FileKind, Publish, StagedEntry, Staging, TopicPartition};
-use crate::failpoints;
+use super::entry::{Entries, StagedEntry};
+use super::error::StagingError;
+use super::file::{FileKind, Publish, Staging};
+use super::layout::staging_key;
+use super::outputs::Outputs;
+use super::resolve::abort;
+use crate::failpoints::{self, Failpoint};
+use crate::partition::{Owner, TopicPartition};
 use crate::retry::{Policy, retry};
 use crate::store::Location;
 
-/// Hidden directory, in each output location, for files being written on
-/// stores without multipart uploads. Its files never end in `.parquet`.
-pub const STAGING_DIR: &str = ".lineage-staging";
-
 /// At most this many parts of one file are uploading at once.
 const PARTS_IN_FLIGHT: usize = 2;
+
+/// What every file this instance stages shares.
+#[derive(Clone)]
+pub struct Stager {
+    pub outputs: Outputs,
+    pub entries: Entries,
+    pub runtime: Handle,
+    pub owner: Owner,
+    /// How uploads are retried, until the run's shutdown deadline.
+    pub policy: Policy,
+}
 
 enum Mode {
     Multipart {
@@ -65,17 +77,9 @@ pub struct FileSpec<'a> {
     pub claim: u64,
 }
 
-/// The staging key of a file on a store without multipart uploads.
-fn staging_key(source: &TopicPartition, file_id: &str) -> String {
-    format!(
-        "{STAGING_DIR}/{}/{}/{file_id}.parquet.inprogress",
-        source.topic, source.partition
-    )
-}
-
 impl StagedWriter {
     /// Starts the upload and journals it. Blocks on the store.
-    pub fn open(cx: &SinkContext, spec: FileSpec<'_>) -> Result<Self, SinkError> {
+    pub fn open(cx: &Stager, spec: FileSpec<'_>) -> Result<Self, StagingError> {
         let FileSpec {
             kind,
             source,
@@ -83,7 +87,12 @@ impl StagedWriter {
             id: file_id,
             claim,
         } = spec;
-        let (location, log, runtime, owner) = (cx.location(kind), &*cx.log, &cx.runtime, &cx.owner);
+        let (location, entries, runtime, owner) = (
+            cx.outputs.location(kind),
+            &cx.entries,
+            &cx.runtime,
+            &cx.owner,
+        );
         let staging = match &location.multipart {
             Some(_) => Staging::Multipart { upload_id: None },
             None => Staging::Rename {
@@ -102,9 +111,9 @@ impl StagedWriter {
         runtime.block_on(retry(
             &format!("write staging entry of {source}"),
             &cx.policy,
-            || log.stage(&entry),
+            || entries.stage(&entry),
         ))?;
-        failpoints::hit("after-staging-entry")?;
+        failpoints::hit(Failpoint::AfterStagingEntry)?;
         let mode = match (&location.multipart, staging) {
             (Some(mp), _) => {
                 let path = location.path(&key);
@@ -116,7 +125,7 @@ impl StagedWriter {
                     &cx.policy,
                     || async {
                         mp.create_multipart(&path).await.map_err(|e| {
-                            SinkError::from(location.failed("start multipart upload", &key, e))
+                            StagingError::from(location.failed("start multipart upload", &key, e))
                         })
                     },
                 ))?;
@@ -154,9 +163,14 @@ impl StagedWriter {
         &self.key
     }
 
+    /// Where the file will be visible once published.
+    pub fn url(&self) -> String {
+        self.location.url_of(&self.key)
+    }
+
     /// Uploads `bytes` as the next part, in the background; waits only when
     /// too many parts of this file are already in flight.
-    pub fn put_part(&mut self, bytes: Vec<u8>) -> Result<(), SinkError> {
+    pub fn put_part(&mut self, bytes: Vec<u8>) -> Result<(), StagingError> {
         self.bytes += bytes.len() as u64;
         let payload = PutPayload::from(bytes);
         match &mut self.mode {
@@ -191,10 +205,10 @@ impl StagedWriter {
     }
 
     /// Waits until at most `keep` part uploads are in flight.
-    fn settle(&mut self, keep: usize) -> Result<(), SinkError> {
+    fn settle(&mut self, keep: usize) -> Result<(), StagingError> {
         let url = self.location.url_of(&self.key);
         let (location, key) = (&self.location, &self.key);
-        let failed = |source| SinkError::from(location.failed("upload part", key, source));
+        let failed = |source| StagingError::from(location.failed("upload part", key, source));
         match &mut self.mode {
             Mode::Multipart {
                 store,
@@ -205,7 +219,7 @@ impl StagedWriter {
             } => {
                 while uploads.len() > keep {
                     let (task, idx, payload) = uploads.pop_front().expect("non-empty");
-                    let part = match self.runtime.block_on(task).map_err(SinkError::Task)? {
+                    let part = match self.runtime.block_on(task).map_err(StagingError::Task)? {
                         Ok(part) => part,
                         // The part is still in hand: upload it again.
                         Err(e) => {
@@ -237,7 +251,7 @@ impl StagedWriter {
                         }
                     };
                     parts.push(part);
-                    failpoints::hit("after-part-upload")?;
+                    failpoints::hit(Failpoint::AfterPartUpload)?;
                 }
             }
             Mode::Rename { uploads, .. } => {
@@ -245,9 +259,9 @@ impl StagedWriter {
                     let task = uploads.pop_front().expect("non-empty");
                     self.runtime
                         .block_on(task)
-                        .map_err(SinkError::Task)?
+                        .map_err(StagingError::Task)?
                         .map_err(failed)?;
-                    failpoints::hit("after-part-upload")?;
+                    failpoints::hit(Failpoint::AfterPartUpload)?;
                 }
             }
         }
@@ -256,7 +270,7 @@ impl StagedWriter {
 
     /// Uploads the last bytes and waits for every part: the file is then
     /// durable but still invisible. Returns how to publish it.
-    pub fn seal(mut self, last: Vec<u8>) -> Result<(Publish, u64), SinkError> {
+    pub fn seal(mut self, last: Vec<u8>) -> Result<(Publish, u64), StagingError> {
         if !last.is_empty() {
             self.put_part(last)?;
         }
@@ -305,192 +319,5 @@ impl StagedWriter {
         if let Err(e) = result {
             tracing::warn!(error = %e, "could not abort a staged file; recovery will");
         }
-    }
-}
-
-/// Makes a committed file visible. Idempotent: publishing a file that is
-/// already visible succeeds.
-pub async fn publish(location: &Location, key: &str, how: &Publish) -> Result<(), SinkError> {
-    let path = location.path(key);
-    let result = match how {
-        Publish::Multipart { upload_id, parts } => {
-            let mp = location.multipart.as_ref().ok_or_else(|| {
-                SinkError::Invalid(format!(
-                    "{}: a multipart publish on a store without multipart uploads",
-                    location.url
-                ))
-            })?;
-            let parts = parts
-                .iter()
-                .map(|p| PartId {
-                    content_id: p.clone(),
-                })
-                .collect();
-            mp.complete_multipart(&path, &upload_id.clone(), parts)
-                .await
-                .map(|_| ())
-        }
-        Publish::Rename { staging } => location.store.rename(&location.path(staging), &path).await,
-    };
-    match result {
-        Ok(()) => Ok(()),
-        // Done before, by us or by recovery: the upload or staging file is
-        // gone and the object is there.
-        Err(e) => match location.store.head(&path).await {
-            Ok(_) => Ok(()),
-            Err(_) => Err(location.failed("publish", key, e).into()),
-        },
-    }
-}
-
-/// Drops a staged file that no commit claimed. Idempotent. On S3 every
-/// upload open at the key goes, not only the one whose id is known: a
-/// start of the upload that object_store retried after a lost reply left
-/// another there, and the key is this file's alone.
-pub async fn abort(location: &Location, key: &str, staging: &Staging) -> Result<(), SinkError> {
-    let result = match staging {
-        Staging::Multipart { upload_id } => {
-            let known = match (&location.multipart, upload_id) {
-                (Some(mp), Some(id)) => mp.abort_multipart(&location.path(key), id).await,
-                _ => Ok(()),
-            };
-            match known {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
-                    location.abort_open_uploads(key).await.map(|n| {
-                        if n > 0 {
-                            tracing::info!(file = %location.url_of(key), uploads = n, "aborted open multipart uploads");
-                        }
-                    })
-                }
-                Err(e) => Err(e),
-            }
-        }
-        Staging::Rename { staging } => {
-            location.remove_partial(staging);
-            location.delete_durably(staging).await
-        }
-    };
-    match result {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(source) => Err(location.failed("abort", key, source).into()),
-    }
-}
-
-/// Something staged in an output location for a partition: an open
-/// multipart upload (S3), or a staging file (local disk).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Leftover {
-    Upload { key: String, upload_id: String },
-    File { file_id: String, staging: String },
-}
-
-/// Every upload open and every staging file present for `source` in
-/// `location`, whoever wrote it. Stores that cannot list uploads
-/// (memory://) report none.
-pub async fn leftovers(
-    location: &Location,
-    source: &TopicPartition,
-) -> Result<Vec<Leftover>, SinkError> {
-    if location.uploads.is_some() {
-        let open = match location.open_uploads_under("").await {
-            Ok(open) => open,
-            // Not allowed or not offered: the lifecycle rule is left to
-            // clean up (docs/commit-protocol.md, Known limits).
-            Err(
-                e @ (object_store::Error::PermissionDenied { .. }
-                | object_store::Error::Unauthenticated { .. }
-                | object_store::Error::NotSupported { .. }),
-            ) => {
-                tracing::warn!(setting = location.setting, error = %e, "cannot list open multipart uploads (needs s3:ListBucketMultipartUploads); leaving those nobody names to the bucket's lifecycle rule");
-                return Ok(Vec::new());
-            }
-            Err(e) => return Err(location.failed("list open uploads", "", e).into()),
-        };
-        // Keys relative to this location, and only those laid out as its
-        // files are: another location nested inside this one (DROPPED_PATH
-        // under OUTPUT_PATH), or beside it under the same prefix, holds
-        // files named alike.
-        let prefix = location.prefix.to_string();
-        return Ok(open
-            .into_iter()
-            .filter_map(|(key, upload_id)| {
-                let key = if prefix.is_empty() {
-                    key
-                } else {
-                    key.strip_prefix(&prefix)?.strip_prefix('/')?.to_owned()
-                };
-                super::of_partition(&key, source).then_some(Leftover::Upload { key, upload_id })
-            })
-            .collect());
-    }
-    let Some(dir) = &location.local_dir else {
-        return Ok(Vec::new());
-    };
-    let staging_dir = format!("{STAGING_DIR}/{}/{}", source.topic, source.partition);
-    let entries = match std::fs::read_dir(dir.join(&staging_dir)) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(location
-                .failed(
-                    "list staging files",
-                    &staging_dir,
-                    object_store::Error::Generic {
-                        store: "LocalFileSystem",
-                        source: Box::new(e),
-                    },
-                )
-                .into());
-        }
-    };
-    let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        // `<id>.parquet.inprogress`, or object_store's `...#<n>` of a file
-        // whose writer died before finishing it.
-        if let Some((file_id, _)) = name.split_once(".parquet.inprogress") {
-            let file_id = file_id.to_owned();
-            if !found
-                .iter()
-                .any(|l| matches!(l, Leftover::File { file_id: f, .. } if *f == file_id))
-            {
-                found.push(Leftover::File {
-                    staging: staging_key(source, &file_id),
-                    file_id,
-                });
-            }
-        }
-    }
-    Ok(found)
-}
-
-/// Removes a leftover. Idempotent.
-pub async fn remove(location: &Location, leftover: &Leftover) -> Result<(), SinkError> {
-    let result = match leftover {
-        Leftover::Upload { key, upload_id } => match &location.multipart {
-            Some(mp) => mp.abort_multipart(&location.path(key), upload_id).await,
-            None => Ok(()),
-        },
-        Leftover::File { staging, .. } => {
-            location.remove_partial(staging);
-            location.delete_durably(staging).await
-        }
-    };
-    let key = match leftover {
-        Leftover::Upload { key, .. } => key,
-        Leftover::File { staging, .. } => staging,
-    };
-    match result {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(source) => Err(location.failed("abort", key, source).into()),
-    }
-}
-
-/// The staging files a torn staging entry of `file_id` may have left, in
-/// either output: its name says its id, and the id says the files.
-pub fn staged_by_id(source: &TopicPartition, file_id: &str) -> Leftover {
-    Leftover::File {
-        file_id: file_id.to_owned(),
-        staging: staging_key(source, file_id),
     }
 }
