@@ -26,8 +26,32 @@ pub enum QueryError {
     Commit(#[from] CommitError),
     #[error("reading {url}: {detail}")]
     Read { url: String, detail: String },
-    #[error("{0}")]
-    NotFound(String),
+    #[error("no commit of checkpoint {checkpoint}{}", subtask.map_or(String::new(), |s| format!(" by subtask {s}")))]
+    NoCheckpoint {
+        checkpoint: u64,
+        subtask: Option<u32>,
+    },
+    #[error("{partition}@{offset} {why}")]
+    NotCommitted {
+        partition: TopicPartition,
+        offset: i64,
+        why: Uncommitted,
+    },
+}
+
+/// Why the log holds no commit for an offset.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Uncommitted {
+    #[error("is not committed yet: the last committed offset of the partition is {last}")]
+    Yet { last: i64 },
+    #[error(
+        "is not committed yet in the partition's restarted log: commit {seq} reset the partition to offset {next} ({reason})"
+    )]
+    AfterReset { seq: u64, next: i64, reason: String },
+    #[error("has no commit: it is before the first offset consumed")]
+    BeforeFirst,
+    #[error("has no commit: the commit log has nothing for the partition")]
+    Nothing,
 }
 
 impl Classify for QueryError {
@@ -35,7 +59,7 @@ impl Classify for QueryError {
         match self {
             QueryError::Commit(e) => e.blame(),
             QueryError::Read { .. } => Blame::Environment,
-            QueryError::NotFound(_) => Blame::User,
+            QueryError::NoCheckpoint { .. } | QueryError::NotCommitted { .. } => Blame::User,
         }
     }
 }
@@ -282,10 +306,10 @@ impl Query {
             });
         }
         if out.is_empty() {
-            return Err(QueryError::NotFound(format!(
-                "no commit of checkpoint {checkpoint}{}",
-                subtask.map_or(String::new(), |s| format!(" by subtask {s}"))
-            )));
+            return Err(QueryError::NoCheckpoint {
+                checkpoint,
+                subtask,
+            });
         }
         Ok(out)
     }
@@ -529,10 +553,15 @@ fn find_commit<'a>(
                 return Ok(Holder::Skipped(c, skipped, note));
             }
             if claim.next < moved.from && offset >= claim.next {
-                return Err(QueryError::NotFound(format!(
-                    "{source}@{offset} is not committed yet in the partition's restarted log: commit {} reset {source} to offset {} ({})",
-                    c.seq, claim.next, moved.reason
-                )));
+                return Err(QueryError::NotCommitted {
+                    partition: source.clone(),
+                    offset,
+                    why: Uncommitted::AfterReset {
+                        seq: c.seq,
+                        next: claim.next,
+                        reason: moved.reason.clone(),
+                    },
+                });
             }
             if claim.next < moved.from && note.is_none() {
                 note = Some(format!(
@@ -552,13 +581,98 @@ fn not_committed(commits: &[Commit], source: &TopicPartition, offset: i64) -> Qu
         .filter(|r| r.source == *source)
         .map(|r| r.last)
         .max();
-    QueryError::NotFound(match last {
-        Some(last) if offset > last => format!(
-            "{source}@{offset} is not committed yet: the last committed offset of {source} is {last}"
-        ),
-        Some(_) => format!(
-            "no commit accounts for {source}@{offset}: it was before the first offset consumed"
-        ),
-        None => format!("the commit log has nothing for {source}"),
-    })
+    let why = match last {
+        Some(last) if offset > last => Uncommitted::Yet { last },
+        Some(_) => Uncommitted::BeforeFirst,
+        None => Uncommitted::Nothing,
+    };
+    QueryError::NotCommitted {
+        partition: source.clone(),
+        offset,
+        why,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commit::{Claim, Moved, OffsetRange, PluginStamp};
+    use crate::partition::Owner;
+
+    fn tp() -> TopicPartition {
+        TopicPartition {
+            topic: "t".into(),
+            partition: 0,
+        }
+    }
+
+    fn commit(seq: u64, claims: Vec<Claim>, ranges: Vec<(i64, i64)>) -> Commit {
+        Commit {
+            torn: None,
+            seq,
+            checkpoint: seq,
+            owner: Owner {
+                subtask: 0,
+                incarnation: "a".into(),
+            },
+            timestamp: String::new(),
+            plugin: PluginStamp::default(),
+            claims,
+            ranges: ranges
+                .into_iter()
+                .map(|(first, last)| OffsetRange {
+                    source: tp(),
+                    first,
+                    last,
+                    records: (last - first + 1) as u64,
+                })
+                .collect(),
+            files: vec![],
+        }
+    }
+
+    fn reset(next: i64, from: i64) -> Claim {
+        Claim {
+            source: tp(),
+            next,
+            moved: Some(Moved {
+                from,
+                reason: "the topic was recreated".into(),
+            }),
+        }
+    }
+
+    fn why(commits: &[Commit], offset: i64) -> Uncommitted {
+        match find_commit(commits, &tp(), offset) {
+            Err(QueryError::NotCommitted { partition, why, .. }) if partition == tp() => why,
+            Err(e) => panic!("{offset}: {e}"),
+            Ok(_) => panic!("{offset}: found a commit"),
+        }
+    }
+
+    #[test]
+    fn an_uncommitted_offset_says_why_with_its_partition_and_offset() {
+        assert_eq!(why(&[], 5), Uncommitted::Nothing);
+        let log = [commit(1, vec![], vec![(10, 19)])];
+        assert_eq!(why(&log, 20), Uncommitted::Yet { last: 19 });
+        assert_eq!(why(&log, 9), Uncommitted::BeforeFirst);
+        let restarted = [
+            commit(1, vec![], vec![(10, 19)]),
+            commit(2, vec![reset(0, 20)], vec![]),
+        ];
+        assert_eq!(
+            why(&restarted, 3),
+            Uncommitted::AfterReset {
+                seq: 2,
+                next: 0,
+                reason: "the topic was recreated".into()
+            }
+        );
+        let err = find_commit(&log, &tp(), 20).err().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "t/0@20 is not committed yet: the last committed offset of the partition is 19"
+        );
+        assert_eq!(err.blame(), Blame::User);
+    }
 }

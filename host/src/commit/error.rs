@@ -1,8 +1,9 @@
 //! What can go wrong in the commit log and the protocol over it.
 
+use super::state::Conflict;
 use crate::error::{Blame, Classify};
 use crate::failpoints::FailpointError;
-use crate::partition::TopicPartition;
+use crate::partition::{Owner, TopicPartition};
 use crate::retry::GaveUp;
 use crate::staging::StagingError;
 use crate::store::OpError;
@@ -13,8 +14,20 @@ pub enum CommitError {
     Store(#[from] OpError),
     #[error("commit log object {object} is damaged: {detail}")]
     Corrupt { object: String, detail: String },
-    #[error("the commit log is inconsistent: {0}")]
-    Inconsistent(String),
+    /// A commit that does not follow the one before it in sequence.
+    #[error("the commit log is inconsistent: commit {found} follows commit {after}")]
+    OutOfSequence { found: u64, after: u64 },
+    /// A commit the log's state refuses: written by a bug, or by a writer
+    /// that skipped the protocol.
+    #[error(
+        "the commit log is inconsistent: commit {seq} by {owner}: {}",
+        list(conflicts)
+    )]
+    Conflicting {
+        seq: u64,
+        owner: Owner,
+        conflicts: Vec<Conflict>,
+    },
     #[error(
         "subtask index {subtask} is in use by another running instance ({other}); give every instance its own SUBTASK_INDEX"
     )]
@@ -46,7 +59,9 @@ impl Classify for CommitError {
             CommitError::Staging(e) => e.blame(),
             CommitError::Failpoint(_) | CommitError::GaveUp(_) => Blame::Environment,
             CommitError::SubtaskInUse { .. } | CommitError::MissingOffsets { .. } => Blame::User,
-            CommitError::Corrupt { .. } | CommitError::Inconsistent(_) => Blame::Internal,
+            CommitError::Corrupt { .. }
+            | CommitError::OutOfSequence { .. }
+            | CommitError::Conflicting { .. } => Blame::Internal,
         }
     }
 
@@ -57,4 +72,12 @@ impl Classify for CommitError {
             other => other.blame() == Blame::Environment,
         }
     }
+}
+
+fn list(conflicts: &[Conflict]) -> String {
+    conflicts
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

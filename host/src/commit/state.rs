@@ -139,10 +139,10 @@ impl LogState {
     /// Folds the next commit of the log in.
     pub fn apply(&mut self, commit: &Commit) -> Result<(), CommitError> {
         if commit.seq != self.seq + 1 {
-            return Err(CommitError::Inconsistent(format!(
-                "commit {} follows commit {}",
-                commit.seq, self.seq
-            )));
+            return Err(CommitError::OutOfSequence {
+                found: commit.seq,
+                after: self.seq,
+            });
         }
         if commit.torn.is_some() {
             self.seq = commit.seq;
@@ -150,16 +150,11 @@ impl LogState {
         }
         let conflicts = self.conflicts(commit);
         if !conflicts.is_empty() {
-            return Err(CommitError::Inconsistent(format!(
-                "commit {} by {}: {}",
-                commit.seq,
-                commit.owner,
-                conflicts
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )));
+            return Err(CommitError::Conflicting {
+                seq: commit.seq,
+                owner: commit.owner.clone(),
+                conflicts,
+            });
         }
         for claim in &commit.claims {
             self.partitions.insert(
@@ -263,7 +258,8 @@ mod tests {
         );
         assert!(matches!(
             state.apply(&gap),
-            Err(CommitError::Inconsistent(e)) if e.ends_with("range starts at offset 101, the log is at 100")
+            Err(CommitError::Conflicting { seq: 3, conflicts, .. })
+                if conflicts == [Conflict::Gap { source: tp(0), expected: 100, found: 101 }]
         ));
     }
 
@@ -341,7 +337,7 @@ mod tests {
         let mut state = LogState::default();
         assert!(matches!(
             state.apply(&commit(2, 0, &owner(0, "a"))),
-            Err(CommitError::Inconsistent(e)) if e == "commit 2 follows commit 0"
+            Err(CommitError::OutOfSequence { found: 2, after: 0 })
         ));
     }
 }

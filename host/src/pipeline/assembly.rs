@@ -106,7 +106,6 @@ pub struct Parts {
     pub io: Runtime,
     pub plugin_runtime: Arc<PluginRuntime>,
     pub plugin: Arc<Plugin>,
-    pub log: Arc<CommitLog>,
     pub committer: Committer,
     /// What every file of the run is staged with.
     pub stager: Stager,
@@ -134,9 +133,10 @@ impl Parts {
         let policy = Policy::until(deadline);
         let owner = Owner::fresh(settings.subtask);
         let log = Arc::new(CommitLog::new(wal));
+        let entries = log.entries().clone();
         let committer = io
             .block_on(Committer::start(
-                log.clone(),
+                log,
                 outputs.clone(),
                 owner.clone(),
                 policy.clone(),
@@ -146,7 +146,7 @@ impl Parts {
             .resetting_to(source::offset_reset(&settings.kafka));
         let stager = Stager {
             outputs,
-            entries: log.entries().clone(),
+            entries,
             runtime: io.handle().clone(),
             owner,
             policy: policy.clone(),
@@ -155,7 +155,6 @@ impl Parts {
             io,
             plugin_runtime,
             plugin,
-            log,
             committer,
             stager,
             policy,

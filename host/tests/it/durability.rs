@@ -312,10 +312,8 @@ impl Recreated {
 
     /// The claims that reset each partition, with where they went on.
     fn resets(&self) -> Vec<(lineage::commit::Claim, lineage::commit::Moved)> {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        runtime
-            .block_on(self.paths.commit_log().commits())
-            .unwrap()
+        self.paths
+            .commits()
             .into_iter()
             .filter(|c| c.seq > self.before.seq)
             .flat_map(|c| c.claims)
@@ -342,7 +340,7 @@ fn a_log_that_ends_below_the_commit_log_is_reset_to_its_end_and_recorded() {
     wait_or(
         "every partition to be reset",
         Duration::from_secs(60),
-        || t.paths.log().matches("partition's log restarted").count() >= PARTITIONS as usize,
+        || t.resets().len() >= PARTITIONS as usize,
         || t.paths.log(),
     );
     produce(&t.broker, "events", 20_000, 200, 0.1);
@@ -394,7 +392,7 @@ fn a_recreated_topic_is_read_from_its_start_with_auto_offset_reset_earliest() {
     wait_or(
         "every partition to be reset",
         Duration::from_secs(60),
-        || t.paths.log().matches("partition's log restarted").count() >= PARTITIONS as usize,
+        || t.resets().len() >= PARTITIONS as usize,
         || t.paths.log(),
     );
     wait_committed(&t.paths, "events", &ends(&t.new));
@@ -445,8 +443,7 @@ fn auto_offset_reset_latest_over_a_prefilled_topic_records_what_it_skips() {
         .collect();
     assert_exactly_once(&new, &read_output(&paths));
 
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let commits = runtime.block_on(paths.commit_log().commits()).unwrap();
+    let commits = paths.commits();
     for (p, end) in ends(&prefilled) {
         let claim = commits
             .iter()

@@ -39,16 +39,23 @@ pub fn get(address: &str, path: &str) -> (u16, String) {
     (status, body)
 }
 
-/// `name{labels}` → value, for every sample of a text exposition.
-/// Where a run serves /metrics, from its log.
+/// Where the run now writing to `log` serves /metrics: the last address
+/// the log names (a restarted run appends to its log).
 pub fn metrics_address(log: &str) -> String {
     log.lines()
+        .rev()
         .find(|l| l.contains("serving /metrics"))
         .and_then(|l| l.split("address=").nth(1))
         .map(|a| a.split_whitespace().next().unwrap().to_owned())
         .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
 }
 
+/// The metrics of the run now writing to `paths`' log.
+pub fn scrape(paths: &Paths) -> BTreeMap<String, f64> {
+    samples(&get(&metrics_address(&paths.log()), "/metrics").1)
+}
+
+/// `name{labels}` → value, for every sample of a text exposition.
 pub fn samples(text: &str) -> BTreeMap<String, f64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.trim().is_empty())

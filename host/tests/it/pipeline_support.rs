@@ -15,7 +15,7 @@ use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value as Json;
 
-use lineage::commit::CommitLog;
+use lineage::commit::{Commit, CommitLog};
 use lineage::partition::TopicPartition;
 use lineage::sink::CHECKPOINT_ID;
 use lineage::store::{Location, S3Settings};
@@ -288,6 +288,21 @@ impl Paths {
     /// are the environment's names, lower-cased).
     pub fn commit_log(&self) -> CommitLog {
         CommitLog::new(self.location("WRITE_AHEAD_COMMIT_LOG_PATH", &self.wal))
+    }
+
+    /// Every commit in the log, in order; a missing one fails the test.
+    pub fn commits(&self) -> Vec<Commit> {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let log = self.commit_log();
+        let loaded = runtime.block_on(log.load()).expect("load the commit log");
+        (1..=loaded.state.seq)
+            .map(|seq| {
+                runtime
+                    .block_on(log.read(seq))
+                    .expect("read a commit")
+                    .unwrap_or_else(|| panic!("commit {seq} missing"))
+            })
+            .collect()
     }
 
     /// One of the locations, opened as Lineage opens it (object_store's S3

@@ -128,17 +128,7 @@ impl Group {
     }
 
     fn commits(&self) -> Vec<Commit> {
-        let runtime = tokio::runtime::Runtime::new().unwrap();
-        let log = self.paths.commit_log();
-        let loaded = runtime.block_on(log.load()).expect("load the commit log");
-        (1..=loaded.state.seq)
-            .map(|seq| {
-                runtime
-                    .block_on(log.read(seq))
-                    .expect("read a commit")
-                    .unwrap_or_else(|| panic!("commit {seq} missing"))
-            })
-            .collect()
+        self.paths.commits()
     }
 
     /// Who owns each partition now, by the log.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
-use crate::observability::{get, metrics_address, samples};
+use crate::observability::scrape;
 use crate::pipeline_support::{
     Broker, Expect, Lineage, Output, Paths, assert_exactly_once_by, ends, generate_args,
     read_output, wait_committed, wait_or,
@@ -33,8 +33,16 @@ fn replace(target: &Path, bytes: &[u8]) {
     std::fs::rename(&incoming, target).unwrap();
 }
 
-fn count(log: &str, what: &str) -> usize {
-    log.matches(what).count()
+/// Checkpoints the running instance has committed, by its metrics.
+fn checkpoints(paths: &Paths) -> f64 {
+    scrape(paths)["lineage_checkpoints_total"]
+}
+
+/// Whether the running instance writes its checkpoints with `sha256`.
+fn in_use(paths: &Paths, sha256: &str) -> bool {
+    scrape(paths).keys().any(|k| {
+        k.starts_with("lineage_plugin_info{") && k.contains(&format!(r#"sha256="{sha256}""#))
+    })
 }
 
 /// Produces `count` records at `rate`/s on a thread.
@@ -127,7 +135,6 @@ fn sighup_swaps_the_plugin_at_a_checkpoint_and_refuses_a_broken_one() {
         &paths,
         &[("PLUGIN_PATH", &dir_text), ("PLUGIN_WATCH_INTERVAL", "0")],
     );
-    let address = metrics_address(&paths.log());
     // Records keep coming while the plugin is swapped; a second batch
     // after the switch makes sure the new plugin sees some.
     let (during, after) = (30_000, 10_000);
@@ -135,7 +142,7 @@ fn sighup_swaps_the_plugin_at_a_checkpoint_and_refuses_a_broken_one() {
     wait_or(
         "three checkpoints under the first plugin",
         Duration::from_secs(60),
-        || count(&paths.log(), "checkpoint committed") >= 3,
+        || checkpoints(&paths) >= 3.0,
         || paths.log(),
     );
 
@@ -144,20 +151,21 @@ fn sighup_swaps_the_plugin_at_a_checkpoint_and_refuses_a_broken_one() {
     wait_or(
         "the broken plugin to be refused",
         Duration::from_secs(60),
-        || count(&paths.log(), "plugin reload failed") == 1,
+        // The labelled sample appears at the first failure.
+        || scrape(&paths).get(r#"lineage_plugin_reloads_total{outcome="failed"}"#) == Some(&1.0),
         || paths.log(),
     );
-    let committed_before = count(&paths.log(), "checkpoint committed");
+    let committed_before = checkpoints(&paths) as usize;
 
     replace(&active, &std::fs::read(&components().pseudonymize).unwrap());
     run.reload();
     wait_or(
         "the new plugin to take over",
         Duration::from_secs(120),
-        || count(&paths.log(), "plugin switched") == 1,
+        || in_use(&paths, &pseudonymize),
         || paths.log(),
     );
-    let m = samples(&get(&address, "/metrics").1);
+    let m = scrape(&paths);
     assert_eq!(m[r#"lineage_plugin_reloads_total{outcome="failed"}"#], 1.0);
     assert_eq!(m[r#"lineage_plugin_reloads_total{outcome="loaded"}"#], 1.0);
     let info: Vec<&String> = m
@@ -196,9 +204,16 @@ fn sighup_swaps_the_plugin_at_a_checkpoint_and_refuses_a_broken_one() {
         log.contains("not a valid WebAssembly component") || log.contains("does not implement"),
         "the refusal gives its reason: {log}"
     );
+    // Every checkpoint before the refusal was the old build's; one more of
+    // its checkpoints means it went on committing while refusing.
+    let by_old = paths
+        .commits()
+        .iter()
+        .filter(|c| c.checkpoint > 0 && c.plugin.sha256 == enrich)
+        .count();
     assert!(
-        count(&log, "checkpoint committed") > committed_before,
-        "the pipeline went on committing with the old plugin while refusing the new one"
+        by_old > committed_before,
+        "the pipeline went on committing with the old plugin while refusing the new one: {by_old} checkpoints by it, {committed_before} before the refusal"
     );
     let kept = output.data.len();
     let pseudonymized = output
@@ -263,14 +278,14 @@ fn a_new_file_is_picked_up_the_python_plugin_takes_over_and_trace_answers_from_t
     wait_or(
         "two checkpoints under the first plugin",
         Duration::from_secs(60),
-        || count(&paths.log(), "checkpoint committed") >= 2,
+        || checkpoints(&paths) >= 2.0,
         || paths.log(),
     );
     replace(&active, &std::fs::read(&components().enrich_py).unwrap());
     wait_or(
         "the Python plugin to take over",
         Duration::from_secs(240),
-        || count(&paths.log(), "plugin switched") == 1,
+        || in_use(&paths, &python),
         || paths.log(),
     );
     let output = finish(
