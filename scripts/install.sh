@@ -116,6 +116,14 @@ if ! "$venv/bin/python" -c "import pyarrow, duckdb, moto.server, helm_python, ku
     "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb "moto[server]" \
         helm-python-sdk kubernetes-validate pyyaml
 fi
+# Confluent's own client frames the Schema Registry tests' records
+# (host/tests/it/produce_framed.py), so that Lineage's reading of the wire
+# format is checked against the real thing.
+if ! "$venv/bin/python" -c "import confluent_kafka.schema_registry.avro, fastavro" 2>/dev/null; then
+    $check_only && die "confluent-kafka (with its Avro serializer) is missing from $venv"
+    say "installing confluent-kafka[avro,schemaregistry] into $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "confluent-kafka[avro,schemaregistry]==2.16.1"
+fi
 # componentize-py builds the Python plugin (scripts/build-plugins.sh).
 if [[ ! -x "$venv/bin/componentize-py" ]]; then
     $check_only && die "componentize-py is missing from $venv"
@@ -130,4 +138,4 @@ if ! "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.
     "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps docker-compose==1.29.2
 fi
 
-say "ready: $(rustc --version), wasm32-wasip2, tansu $TANSU_VERSION, garage $GARAGE_VERSION, pyarrow + duckdb + moto + helm SDK"
+say "ready: $(rustc --version), wasm32-wasip2, tansu $TANSU_VERSION, garage $GARAGE_VERSION, pyarrow + duckdb + moto + helm SDK + confluent-kafka"

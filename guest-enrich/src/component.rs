@@ -5,9 +5,20 @@ wit_bindgen::generate!({
     world: "plugin",
 });
 
+use std::cell::RefCell;
+
+use lineage::plugin::schemas::writer_schema;
 use lineage::plugin::types::{Column, ColumnType, Value};
 
-use crate::ColumnKind;
+use crate::{ColumnKind, Writer, Writers};
+
+thread_local! {
+    static WRITERS: RefCell<Writers> = RefCell::default();
+}
+
+fn writer(record: &KafkaRecord) -> Result<Writer, String> {
+    WRITERS.with_borrow_mut(|w| w.of(record.schema_id, writer_schema))
+}
 
 struct Enrich;
 
@@ -36,15 +47,17 @@ impl Guest for Enrich {
     fn process(records: Vec<KafkaRecord>) -> Vec<Outcome> {
         records
             .into_iter()
-            .map(|record| match crate::enrich(record.value.as_deref()) {
-                Ok(event) => Outcome::Keep(vec![
-                    Value::String(event.uuid),
-                    Value::Int64(event.timestamp),
-                    Value::String(record.topic),
-                    Value::Int32(record.partition),
-                    Value::Int64(record.offset),
-                ]),
-                Err(reason) => Outcome::Drop(reason),
+            .map(|record| {
+                match writer(&record).and_then(|w| crate::enrich_with(record.value.as_deref(), w)) {
+                    Ok(event) => Outcome::Keep(vec![
+                        Value::String(event.uuid),
+                        Value::Int64(event.timestamp),
+                        Value::String(record.topic),
+                        Value::Int32(record.partition),
+                        Value::Int64(record.offset),
+                    ]),
+                    Err(reason) => Outcome::Drop(reason),
+                }
             })
             .collect()
     }

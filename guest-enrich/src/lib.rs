@@ -5,11 +5,13 @@
 //! and benchmarked natively next to the component; `component` only adapts it
 //! to the WIT contract.
 
+use std::collections::HashMap;
 use std::io::{Cursor, ErrorKind};
 use std::sync::LazyLock;
 
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema_compatibility::SchemaCompatibility;
 use serde::Deserialize;
 
 #[cfg(all(target_family = "wasm", feature = "component"))]
@@ -69,14 +71,117 @@ static READER: LazyLock<GenericDatumReader<'static>> = LazyLock::new(|| {
         .expect("input-event.avsc resolves")
 });
 
-/// Decodes and validates one record value; the error is the drop reason.
+/// How a value's bytes are read.
+#[derive(Clone, Copy)]
+pub enum Writer {
+    /// Written with InputEvent itself: the seed's bare datum, or a framed
+    /// value whose writer schema is InputEvent's.
+    Same,
+    /// Written with another schema that Avro's resolution rules let
+    /// InputEvent read: fields InputEvent lacks are skipped, and int, long
+    /// and float promote as they allow.
+    Resolved(&'static GenericDatumReader<'static>),
+}
+
+/// Decides how values written with a registry schema are read; the error
+/// is the drop reason of every record of that id.
+pub fn resolve(id: u32, writer_schema: Option<&str>) -> Result<Writer, String> {
+    let json = writer_schema
+        .ok_or_else(|| format!("schema id {id}: the host has no writer schema for it"))?;
+    let writer = Schema::parse_str(json)
+        .map_err(|e| format!("schema id {id}: the writer schema does not parse: {e}"))?;
+    if writer.canonical_form() == SCHEMA.canonical_form() {
+        return Ok(Writer::Same);
+    }
+    readable(&writer).map_err(|problem| {
+        format!("schema id {id}: com.lineage.InputEvent cannot read what it wrote: {problem}")
+    })?;
+    // Once per id, for the life of the instance; ids are few.
+    let writer: &'static Schema = Box::leak(Box::new(writer));
+    let reader = GenericDatumReader::builder(writer)
+        .reader_schema(&SCHEMA)
+        .human_readable(false)
+        .build()
+        .map_err(|e| format!("schema id {id}: the writer schema does not resolve: {e}"))?;
+    Ok(Writer::Resolved(Box::leak(Box::new(reader))))
+}
+
+/// Why InputEvent cannot read what `writer` wrote, naming the field where
+/// one is to blame (the library's own check names none).
+fn readable(writer: &Schema) -> Result<(), String> {
+    let problem = |e: apache_avro::error::CompatibilityError| {
+        let text = e.to_string();
+        lower_first(
+            text.strip_prefix("Incompatible schemata! ")
+                .or_else(|| text.strip_prefix("Incompatible schema types! "))
+                .unwrap_or(&text),
+        )
+    };
+    if let (Schema::Record(w), Schema::Record(r)) = (writer, &*SCHEMA) {
+        for field in &r.fields {
+            match w.fields.iter().find(|f| f.name == field.name) {
+                None if field.default.is_none() => {
+                    return Err(format!(
+                        "field '{}' is not in the writer schema, and InputEvent gives it no default",
+                        field.name
+                    ));
+                }
+                None => {}
+                Some(written) => SchemaCompatibility::can_read(&written.schema, &field.schema)
+                    .map(drop)
+                    .map_err(|e| format!("field '{}': {}", field.name, problem(e)))?,
+            }
+        }
+    }
+    SchemaCompatibility::can_read(writer, &SCHEMA)
+        .map(drop)
+        .map_err(problem)
+}
+
+/// [`resolve`]d writers by schema id, asked for once per id.
+#[derive(Default)]
+pub struct Writers(HashMap<u32, Result<Writer, String>>);
+
+impl Writers {
+    /// How a record with this schema id (none: a bare datum) is read.
+    pub fn of(
+        &mut self,
+        schema_id: Option<u32>,
+        fetch: impl FnOnce(u32) -> Option<String>,
+    ) -> Result<Writer, String> {
+        schema_id.map_or(Ok(Writer::Same), |id| self.get(id, fetch))
+    }
+
+    /// The writer of `id`; `fetch` answers its schema the first time.
+    pub fn get(
+        &mut self,
+        id: u32,
+        fetch: impl FnOnce(u32) -> Option<String>,
+    ) -> Result<Writer, String> {
+        self.0
+            .entry(id)
+            .or_insert_with(|| resolve(id, fetch(id).as_deref()))
+            .clone()
+    }
+}
+
+/// Decodes and validates one bare record value; the error is the drop
+/// reason.
 pub fn enrich(value: Option<&[u8]>) -> Result<InputEvent, String> {
+    enrich_with(value, Writer::Same)
+}
+
+/// [`enrich`] for a value written with `writer`.
+pub fn enrich_with(value: Option<&[u8]>, writer: Writer) -> Result<InputEvent, String> {
     let bytes = match value {
         None => return Err("empty value (tombstone)".to_owned()),
         Some([]) => return Err("empty value".to_owned()),
         Some(bytes) => bytes,
     };
-    let event = decode(bytes)?;
+    let event = match writer {
+        Writer::Same => decode(&READER, bytes, |r, c| r.read_deser(c))?,
+        Writer::Resolved(reader) => decode(reader, bytes, read_resolved)?,
+    };
     if !is_hyphenated_uuid(event.uuid.as_bytes())
         && let Err(e) = uuid::Uuid::parse_str(&event.uuid)
     {
@@ -91,9 +196,37 @@ pub fn enrich(value: Option<&[u8]>) -> Result<InputEvent, String> {
     Ok(event)
 }
 
-fn decode(bytes: &[u8]) -> Result<InputEvent, String> {
+/// A datum resolved against InputEvent by Avro's rules (defaults,
+/// promotions, skipped fields), read out of the generic value: the serde
+/// path reads only a writer's own schema.
+fn read_resolved(
+    reader: &GenericDatumReader<'_>,
+    cursor: &mut Cursor<&[u8]>,
+) -> apache_avro::AvroResult<InputEvent> {
+    use apache_avro::types::Value;
+    let mut event = InputEvent {
+        uuid: String::new(),
+        timestamp: 0,
+    };
+    if let Value::Record(fields) = reader.read_value(cursor)? {
+        for (name, value) in fields {
+            match (name.as_str(), value) {
+                ("uuid", Value::String(s)) => event.uuid = s,
+                ("timestamp", Value::Long(n)) => event.timestamp = n,
+                _ => {}
+            }
+        }
+    }
+    Ok(event)
+}
+
+fn decode(
+    reader: &GenericDatumReader<'_>,
+    bytes: &[u8],
+    read: impl Fn(&GenericDatumReader<'_>, &mut Cursor<&[u8]>) -> apache_avro::AvroResult<InputEvent>,
+) -> Result<InputEvent, String> {
     let mut cursor = Cursor::new(bytes);
-    let event: InputEvent = READER.read_deser(&mut cursor).map_err(|e| {
+    let event: InputEvent = read(reader, &mut cursor).map_err(|e| {
         let at = cursor.position();
         if is_eof(&e) {
             format!("avro: unexpected end of input at byte {at}")
@@ -290,6 +423,122 @@ mod tests {
         let long = "x".repeat(1000);
         let reason = enrich(Some(&encode(&long, TS))).unwrap_err();
         assert!(reason.len() < 200, "{reason}");
+    }
+
+    /// Encodes `fields` with the writer schema `json`.
+    fn encode_as(json: &str, fields: Vec<(&str, Value)>) -> Vec<u8> {
+        let schema = Schema::parse_str(json).unwrap();
+        let value = Value::Record(fields.into_iter().map(|(k, v)| (k.into(), v)).collect());
+        GenericDatumWriter::builder(&schema)
+            .build()
+            .unwrap()
+            .write_value_to_vec(value)
+            .unwrap()
+    }
+
+    fn writer(fields: &str) -> String {
+        format!(
+            r#"{{"type":"record","name":"InputEvent","namespace":"com.lineage","fields":[{fields}]}}"#
+        )
+    }
+
+    #[test]
+    fn a_writer_schema_equal_to_input_event_reads_as_the_bare_datum() {
+        let json = writer(r#"{"name":"uuid","type":"string"},{"name":"timestamp","type":"long"}"#);
+        assert!(matches!(resolve(1, Some(&json)), Ok(Writer::Same)));
+    }
+
+    #[test]
+    fn an_added_field_with_a_default_is_skipped() {
+        let json = writer(
+            r#"{"name":"uuid","type":"string"},{"name":"session","type":"string","default":""},{"name":"timestamp","type":"long"}"#,
+        );
+        let bytes = encode_as(
+            &json,
+            vec![
+                ("uuid", Value::String(UUID.into())),
+                ("session", Value::String("s-42".into())),
+                ("timestamp", Value::Long(TS)),
+            ],
+        );
+        let w = resolve(2, Some(&json)).unwrap();
+        assert!(matches!(w, Writer::Resolved(_)));
+        let event = enrich_with(Some(&bytes), w).unwrap();
+        assert_eq!((event.uuid.as_str(), event.timestamp), (UUID, TS));
+    }
+
+    #[test]
+    fn a_field_input_event_removed_is_skipped_in_any_position_and_type() {
+        let json = writer(
+            r#"{"name":"legacy","type":{"type":"array","items":"int"}},{"name":"timestamp","type":"long"},{"name":"uuid","type":"string"},{"name":"score","type":["null","double"]}"#,
+        );
+        let bytes = encode_as(
+            &json,
+            vec![
+                ("legacy", Value::Array(vec![Value::Int(1), Value::Int(2)])),
+                ("timestamp", Value::Long(TS)),
+                ("uuid", Value::String(UUID.into())),
+                ("score", Value::Union(1, Box::new(Value::Double(0.5)))),
+            ],
+        );
+        let event = enrich_with(Some(&bytes), resolve(3, Some(&json)).unwrap()).unwrap();
+        assert_eq!((event.uuid.as_str(), event.timestamp), (UUID, TS));
+    }
+
+    #[test]
+    fn an_int_timestamp_promotes_to_long() {
+        let json = writer(r#"{"name":"uuid","type":"string"},{"name":"timestamp","type":"int"}"#);
+        // An int cannot hold epoch ms, so the value is then implausible: the
+        // promotion itself is what is checked.
+        let bytes = encode_as(
+            &json,
+            vec![
+                ("uuid", Value::String(UUID.into())),
+                ("timestamp", Value::Int(1_700_000_000)),
+            ],
+        );
+        let reason = enrich_with(Some(&bytes), resolve(4, Some(&json)).unwrap()).unwrap_err();
+        assert_eq!(
+            reason,
+            "timestamp: 1700000000 is not epoch milliseconds between 2000 and 2100"
+        );
+    }
+
+    #[test]
+    fn an_unresolvable_writer_names_the_field_and_the_schema_id() {
+        let missing = writer(r#"{"name":"uuid","type":"string"}"#);
+        let reason = resolve(17, Some(&missing)).err().unwrap();
+        assert!(reason.starts_with("schema id 17: "), "{reason}");
+        assert!(reason.contains("'timestamp'"), "{reason}");
+        let retyped =
+            writer(r#"{"name":"uuid","type":"string"},{"name":"timestamp","type":"string"}"#);
+        let reason = resolve(18, Some(&retyped)).err().unwrap();
+        assert!(reason.starts_with("schema id 18: "), "{reason}");
+        assert!(reason.contains("field 'timestamp': "), "{reason}");
+        assert_eq!(
+            resolve(19, None).err().unwrap(),
+            "schema id 19: the host has no writer schema for it"
+        );
+        assert!(
+            resolve(20, Some("{"))
+                .err()
+                .unwrap()
+                .starts_with("schema id 20: the writer schema does not parse")
+        );
+    }
+
+    #[test]
+    fn writers_are_fetched_once_per_id() {
+        let mut writers = Writers::default();
+        let mut asked = 0;
+        let json = writer(r#"{"name":"uuid","type":"string"}"#);
+        for _ in 0..3 {
+            let _ = writers.get(5, |_| {
+                asked += 1;
+                Some(json.clone())
+            });
+        }
+        assert_eq!(asked, 1);
     }
 
     #[test]

@@ -20,6 +20,61 @@ static WRITER: LazyLock<GenericDatumWriter<'static>> = LazyLock::new(|| {
         .expect("input-event.avsc resolves")
 });
 
+/// InputEvent v2, as an evolved producer writes it: a `session` field
+/// added, with a default, so that v1 readers and v2 readers both read it.
+pub const INPUT_SCHEMA_V2: &str = r#"{"type":"record","name":"InputEvent","namespace":"com.lineage","fields":[{"name":"uuid","type":"string"},{"name":"session","type":"string","default":""},{"name":"timestamp","type":"long"}]}"#;
+
+static SCHEMA_V2: LazyLock<Schema> =
+    LazyLock::new(|| Schema::parse_str(INPUT_SCHEMA_V2).expect("v2 is valid Avro"));
+
+static WRITER_V2: LazyLock<GenericDatumWriter<'static>> = LazyLock::new(|| {
+    GenericDatumWriter::builder(&SCHEMA_V2)
+        .build()
+        .expect("v2 resolves")
+});
+
+/// The registry ids of v1 and v2, for framed values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaIds {
+    pub v1: u32,
+    pub v2: u32,
+}
+
+/// An id no registry of the generator's has registered: its records are
+/// dropped as unknown.
+pub const UNKNOWN_SCHEMA_ID: u32 = 999_999;
+
+fn framed(id: u32, body: &[u8]) -> Vec<u8> {
+    let mut value = Vec::with_capacity(5 + body.len());
+    value.push(0);
+    value.extend_from_slice(&id.to_be_bytes());
+    value.extend_from_slice(body);
+    value
+}
+
+/// Record `n` in the Confluent wire format: valid ones alternate between
+/// v1 and v2 in runs of three, as during a rolling deploy of producers;
+/// garbage is either unframed or framed with an unknown id; an empty
+/// value has no room for the framing.
+pub fn framed_value(kind: EventKind, n: u64, timestamp_ms: i64, ids: SchemaIds) -> Vec<u8> {
+    match kind {
+        EventKind::Valid if (n / 3) % 2 == 1 => {
+            let value = Value::Record(vec![
+                ("uuid".into(), Value::String(uuid_for(n).to_string())),
+                ("session".into(), Value::String(format!("s-{}", n % 7))),
+                ("timestamp".into(), Value::Long(timestamp_ms)),
+            ]);
+            let body = WRITER_V2.write_value_to_vec(value).expect("v2 encodes");
+            framed(ids.v2, &body)
+        }
+        EventKind::Garbage if n.is_multiple_of(2) => {
+            framed(UNKNOWN_SCHEMA_ID, &value(kind, n, timestamp_ms))
+        }
+        EventKind::Garbage | EventKind::Empty => value(kind, n, timestamp_ms),
+        EventKind::Valid | EventKind::BadUuid => framed(ids.v1, &value(kind, n, timestamp_ms)),
+    }
+}
+
 /// What a generated value is, and so where it must end up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {

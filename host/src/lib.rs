@@ -6,6 +6,7 @@
 //! - [`cli`]: the commands, the edge where errors become exit codes.
 //! - [`pipeline`]: a run's threads and the one place they are assembled.
 //! - [`source`]: Kafka, the consumer group and its rebalances.
+//! - [`registry`]: Confluent framing and the writer schemas it names.
 //! - [`plugin`]: the user's WebAssembly component, run over batches.
 //! - [`sink`]: a partition's Parquet files, data and dropped.
 //! - [`staging`]: a file on its way to a commit, invisible until then.
@@ -28,6 +29,7 @@ pub mod partition;
 pub mod pipeline;
 pub mod plugin;
 pub mod query;
+pub mod registry;
 pub mod retry;
 pub mod setting;
 pub mod sink;

@@ -64,6 +64,26 @@ impl Classify for QueryError {
     }
 }
 
+impl Found {
+    /// The `schema_id` column of the record's row, where it has one.
+    fn schema_id(&self) -> Option<u32> {
+        let row = match self {
+            Found::Data { row, .. } | Found::Dropped { row, .. } => row,
+            _ => return None,
+        };
+        row.get(crate::sink::SCHEMA_ID)?
+            .as_u64()
+            .and_then(|id| u32::try_from(id).ok())
+    }
+}
+
+/// A subject version that holds a schema.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SchemaSubject {
+    pub subject: String,
+    pub version: i64,
+}
+
 /// The plugin build and commit that made a file visible.
 #[derive(Debug, Clone, Serialize)]
 pub struct CommitInfo {
@@ -102,6 +122,16 @@ pub struct RecordTrace {
     pub commit: CommitInfo,
     #[serde(flatten)]
     pub found: Found,
+    /// The writer schema's registry id, for a framed value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema_id: Option<u32>,
+    /// The subjects and versions that hold that schema, where the
+    /// registry was asked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schema_subjects: Vec<SchemaSubject>,
+    /// The registry was asked and has no schema with that id.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub schema_unknown: bool,
     /// What a reader should know: the partition was reset since.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -111,18 +141,15 @@ pub struct RecordTrace {
 #[serde(tag = "output", rename_all = "lowercase")]
 pub enum Found {
     /// Kept: the row as written.
-    Data {
-        file: String,
-        row: Json,
-    },
+    Data { file: String, row: Json },
     /// Kept, in one of these files: the plugin's columns carry no Kafka
     /// offset to find the row by.
-    DataUnindexed {
-        files: Vec<String>,
-    },
+    DataUnindexed { files: Vec<String> },
     Dropped {
         file: String,
         reason: String,
+        #[serde(skip)]
+        row: Json,
     },
     /// The commit accounts for the offset, but no file holds it: Kafka left
     /// a gap there (a transaction marker, a compacted record).
@@ -192,11 +219,14 @@ impl Query {
         offset: i64,
     ) -> Result<RecordTrace, QueryError> {
         let commits = self.log.commits().await?;
-        let trace = |commit: &Commit, found, note| RecordTrace {
+        let trace = |commit: &Commit, found: Found, note| RecordTrace {
             topic: source.topic.clone(),
             partition: source.partition,
             offset,
             commit: commit.into(),
+            schema_id: found.schema_id(),
+            schema_subjects: Vec::new(),
+            schema_unknown: false,
             found,
             note,
         };
@@ -234,6 +264,7 @@ impl Query {
                 return Ok(Found::Dropped {
                     file: file.url.clone(),
                     reason,
+                    row,
                 });
             }
         }

@@ -5,13 +5,19 @@ componentize-py (scripts/build-plugins.sh).
 The input is one Avro record, {uuid: string, timestamp: long}; Avro's
 binary encoding of it is two zigzag varints and the string's bytes, decoded
 here by hand so that the component needs nothing beyond the standard
-library.
+library. A framed value (INPUT_FORMAT=confluent) is read with its writer
+schema, asked of the host once per schema id, by the same resolution rules
+as the Rust plugin: fields InputEvent lacks are skipped, int promotes to
+long, and a writer schema InputEvent cannot read drops its records with the
+field and the id.
 """
 
+import json
+import struct
 import uuid as uuidlib
 
 import wit_world
-from wit_world.imports import types
+from wit_world.imports import schemas, types
 from wit_world.imports.types import (
     Column,
     ColumnType,
@@ -92,6 +98,137 @@ def decode(data: bytes) -> tuple[str, int]:
     return uuid, timestamp
 
 
+PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
+
+
+def read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
+    length, pos = read_long(data, pos)
+    if length < 0 or pos + length > len(data):
+        raise Drop(f"avro: bad length {length} at byte {pos}")
+    return data[pos : pos + length], pos + length
+
+
+def read_as(schema, data: bytes, pos: int, names: dict):
+    """One datum of `schema` (parsed JSON) at `pos`: (value, next pos)."""
+    if isinstance(schema, str):
+        schema = names.get(schema, schema)
+    if isinstance(schema, list):
+        branch, pos = read_long(data, pos)
+        if not 0 <= branch < len(schema):
+            raise Drop(f"avro: union branch {branch} out of range at byte {pos}")
+        return read_as(schema[branch], data, pos, names)
+    kind = schema if isinstance(schema, str) else schema["type"]
+    if kind == "null":
+        return None, pos
+    if kind == "boolean":
+        if pos >= len(data):
+            raise Drop(f"avro: unexpected end of input at byte {len(data)}")
+        return data[pos] == 1, pos + 1
+    if kind in ("int", "long", "enum"):
+        return read_long(data, pos)
+    if kind in ("float", "double"):
+        size = 4 if kind == "float" else 8
+        if pos + size > len(data):
+            raise Drop(f"avro: unexpected end of input at byte {len(data)}")
+        return struct.unpack("<f" if size == 4 else "<d", data[pos : pos + size])[0], pos + size
+    if kind in ("bytes", "string"):
+        raw, pos = read_bytes(data, pos)
+        if kind == "bytes":
+            return raw, pos
+        try:
+            return raw.decode("utf-8"), pos
+        except UnicodeDecodeError as e:
+            raise Drop(f"avro: string is not UTF-8 ({e.reason})")
+    if kind == "fixed":
+        return data[pos : pos + schema["size"]], pos + schema["size"]
+    if kind == "record":
+        out = {}
+        for field in schema["fields"]:
+            out[field["name"]], pos = read_as(field["type"], data, pos, names)
+        return out, pos
+    if kind in ("array", "map"):
+        items = []
+        while True:
+            count, pos = read_long(data, pos)
+            if count == 0:
+                return items, pos
+            if count < 0:
+                _, pos = read_long(data, pos)
+                count = -count
+            for _ in range(count):
+                if kind == "map":
+                    _, pos = read_bytes(data, pos)
+                item, pos = read_as(schema["items" if kind == "array" else "values"], data, pos, names)
+                items.append(item)
+    raise Drop(f"avro: unsupported type {kind!r}")
+
+
+def named(schema, names: dict) -> None:
+    """Every named type of `schema`, by name, for references to it."""
+    if isinstance(schema, list):
+        for s in schema:
+            named(s, names)
+    elif isinstance(schema, dict):
+        if schema.get("type") in ("record", "enum", "fixed"):
+            names[schema["name"]] = schema
+            if "namespace" in schema:
+                names[f"{schema['namespace']}.{schema['name']}"] = schema
+        for field in schema.get("fields", []):
+            named(field["type"], names)
+        for key in ("items", "values"):
+            if key in schema:
+                named(schema[key], names)
+
+
+class Writer:
+    """A writer schema InputEvent can read, or the reason it cannot."""
+
+    def __init__(self, schema_id: int, text):
+        self.schema, self.names, self.problem = None, {}, None
+        prefix = f"schema id {schema_id}: "
+        if text is None:
+            self.problem = prefix + "the host has no writer schema for it"
+            return
+        try:
+            schema = json.loads(text)
+        except ValueError as e:
+            self.problem = prefix + f"the writer schema does not parse: {e}"
+            return
+        fields = {}
+        for f in schema.get("fields", []) if isinstance(schema, dict) else []:
+            t = f["type"]
+            fields[f["name"]] = t.get("type") if isinstance(t, dict) else t
+        cannot = prefix + "com.lineage.InputEvent cannot read what it wrote: "
+        for name, readable in (("uuid", ("string",)), ("timestamp", ("int", "long"))):
+            if name not in fields:
+                self.problem = cannot + f"field '{name}' is not in the writer schema, and InputEvent gives it no default"
+                return
+            if fields[name] not in readable:
+                self.problem = cannot + f"field '{name}': a {fields[name]!r} cannot be read as {readable[-1]!r}"
+                return
+        self.schema = schema
+        named(schema, self.names)
+
+    def decode(self, data: bytes) -> tuple[str, int]:
+        if self.problem:
+            raise Drop(self.problem)
+        record, pos = read_as(self.schema, data, 0, self.names)
+        if pos != len(data):
+            raise Drop(
+                f"avro: {len(data) - pos} unexpected bytes after the record, which ends at byte {pos}"
+            )
+        return record["uuid"], record["timestamp"]
+
+
+WRITERS: dict[int, Writer] = {}
+
+
+def writer(schema_id: int) -> Writer:
+    if schema_id not in WRITERS:
+        WRITERS[schema_id] = Writer(schema_id, schemas.writer_schema(schema_id))
+    return WRITERS[schema_id]
+
+
 def canonical_uuid(s: str) -> bool:
     return (
         len(s) == 36
@@ -100,12 +237,12 @@ def canonical_uuid(s: str) -> bool:
     )
 
 
-def enrich(value) -> tuple[str, int]:
+def enrich(value, schema_id=None) -> tuple[str, int]:
     if value is None:
         raise Drop("empty value (tombstone)")
     if len(value) == 0:
         raise Drop("empty value")
-    uuid, timestamp = decode(value)
+    uuid, timestamp = decode(value) if schema_id is None else writer(schema_id).decode(value)
     if not canonical_uuid(uuid):
         try:
             uuidlib.UUID(uuid)
@@ -124,7 +261,7 @@ class WitWorld(wit_world.WitWorld):
         out = []
         for r in records:
             try:
-                uuid, timestamp = enrich(r.value)
+                uuid, timestamp = enrich(r.value, r.schema_id)
             except Drop as e:
                 out.append(Outcome_Drop(str(e)))
                 continue

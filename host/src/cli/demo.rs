@@ -12,13 +12,12 @@ use std::time::{Duration, Instant};
 use rdkafka::ClientConfig;
 use rdkafka::producer::{BaseProducer, Producer};
 
-use super::generate::{GenerateArgs, generate};
+use super::generate::{GenerateArgs, GenerateError, generate};
 use super::run::KafkaArgs;
 use crate::error::{Blame, Classify};
 use crate::metrics::{Stats, Summary};
 use crate::pipeline::{RunError, RunSettings, StopHandle, run};
 use crate::setting;
-use crate::source::SourceError;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
@@ -62,7 +61,7 @@ pub enum DemoError {
     #[error(transparent)]
     Run(#[from] Box<RunError>),
     #[error("generator: {0}")]
-    Generate(Box<SourceError>),
+    Generate(Box<GenerateError>),
     #[error("the {0} thread panicked")]
     Panicked(&'static str),
     #[error("writing progress: {0}")]
@@ -186,6 +185,7 @@ pub fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<Summary, DemoError>
             count: None,
             invalid_share: args.invalid_share,
             start: 0,
+            schema_registry: None,
         };
         let generated = generated.clone();
         std::thread::spawn(move || generate(&args, Some(generator_stopped), Some(generated)))

@@ -11,7 +11,8 @@ use rdkafka::ClientContext;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use super::run::KafkaArgs;
-use crate::fixtures::{self, EventKind};
+use crate::fixtures::{self, EventKind, SchemaIds};
+use crate::registry::{Client, RegistryError, RegistrySettings};
 use crate::source::{KafkaSettings, SourceError, producer_config};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -36,6 +37,32 @@ pub struct GenerateArgs {
     /// from it, so that runs can be checked record by record.
     #[arg(long, env = "GENERATE_START", default_value_t = 0)]
     pub start: u64,
+
+    /// Register InputEvent v1 and v2 under `<topic>-value` in this Schema
+    /// Registry and produce Confluent-framed values that interleave them;
+    /// the invalid share then includes bad framing and unknown ids.
+    #[arg(long = "schema-registry")]
+    pub schema_registry: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenerateError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("starting the I/O runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl crate::error::Classify for GenerateError {
+    fn blame(&self) -> crate::error::Blame {
+        match self {
+            GenerateError::Source(e) => e.blame(),
+            GenerateError::Registry(e) => e.blame(),
+            GenerateError::Runtime(_) => crate::error::Blame::Environment,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -84,7 +111,7 @@ pub fn generate(
     args: &GenerateArgs,
     stop: Option<Receiver<()>>,
     progress: Option<Arc<AtomicU64>>,
-) -> Result<Generated, SourceError> {
+) -> Result<Generated, GenerateError> {
     check(args)?;
     let settings = args.kafka.settings("");
     let producer: BaseProducer<Delivery> = producer_config(&settings)
@@ -94,6 +121,10 @@ pub fn generate(
             detail: e.to_string(),
         })?;
     let partitions = partition_count(&producer, &settings)?;
+    let ids = match &args.schema_registry {
+        Some(url) => Some(register(url, &settings.topic)?),
+        None => None,
+    };
     let started = Instant::now();
     let mut last_report = started;
     let mut out = Generated::default();
@@ -115,6 +146,7 @@ pub fn generate(
             (n % partitions as u64) as i32,
             kind,
             n,
+            ids,
         )?;
         out.records += 1;
         out.invalid += u64::from(kind != EventKind::Valid);
@@ -162,9 +194,13 @@ fn send(
     partition: i32,
     kind: EventKind,
     n: u64,
+    ids: Option<SchemaIds>,
 ) -> Result<(), SourceError> {
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let value = fixtures::value(kind, n, now_ms);
+    let value = match ids {
+        Some(ids) => fixtures::framed_value(kind, n, now_ms, ids),
+        None => fixtures::value(kind, n, now_ms),
+    };
     let key = fixtures::uuid_for(n).to_string();
     let mut record = BaseRecord::to(topic)
         .partition(partition)
@@ -188,6 +224,26 @@ fn send(
     }
     producer.poll(Duration::ZERO);
     Ok(())
+}
+
+/// Registers v1 and v2 under the topic's value subject (TopicNameStrategy).
+fn register(url: &str, topic: &str) -> Result<SchemaIds, GenerateError> {
+    let client = Client::new(&RegistrySettings::new(url))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(GenerateError::Runtime)?;
+    let subject = format!("{topic}-value");
+    let v1 = runtime.block_on(client.register(&subject, fixtures::INPUT_SCHEMA))?;
+    let v2 = runtime.block_on(client.register(&subject, fixtures::INPUT_SCHEMA_V2))?;
+    tracing::info!(
+        subject,
+        v1,
+        v2,
+        registry = url,
+        "registered InputEvent v1 and v2"
+    );
+    Ok(SchemaIds { v1, v2 })
 }
 
 fn partition_count(

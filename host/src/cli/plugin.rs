@@ -136,6 +136,7 @@ pub fn test(
             key: r.key.as_deref(),
             value: r.value.as_deref(),
             headers,
+            schema_id: None,
         })
         .collect();
 

@@ -10,6 +10,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use crate::metrics::{Stats, Summary};
 use crate::pipeline::{DEFAULT_MEMORY_BUDGET_TEXT, RunError, RunSettings, StopHandle, run};
 use crate::plugin::{PluginConfig, parse_size};
+use crate::registry::{InputFormat, RegistrySettings, UserInfo};
 use crate::setting;
 use crate::source::{KafkaSettings, parse_property};
 use crate::store::S3Settings;
@@ -201,6 +202,56 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub plugin: PluginConfig,
+
+    #[command(flatten)]
+    pub input: InputArgs,
+}
+
+/// How record values are framed, and where their writer schemas are.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InputArgs {
+    /// `avro`: a bare Avro datum (the seed's); `confluent`: the Confluent
+    /// wire format (magic byte 0, schema id, body), writer schemas from
+    /// SCHEMA_REGISTRY_URL; `auto`: framed where byte 0 is 0 and a registry
+    /// is set.
+    #[arg(long = "input-format", env = setting::INPUT_FORMAT, value_enum, default_value_t = InputFormat::Avro)]
+    pub input_format: InputFormat,
+
+    /// The Confluent Schema Registry (or a compatible one) to fetch writer
+    /// schemas from, once per id.
+    #[arg(long = "schema-registry-url", env = setting::SCHEMA_REGISTRY_URL)]
+    pub schema_registry_url: Option<String>,
+
+    /// Basic auth for the registry, `user:password`, as Confluent's
+    /// clients take it. Never logged.
+    #[arg(long = "schema-registry-basic-auth-user-info", env = setting::SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO, value_parser = UserInfo::parse, hide_env_values = true)]
+    pub user_info: Option<UserInfo>,
+
+    /// A PEM file of CAs to trust for the registry, besides the system's.
+    #[arg(long = "schema-registry-ssl-ca-location", env = setting::SCHEMA_REGISTRY_SSL_CA_LOCATION)]
+    pub ca_location: Option<PathBuf>,
+
+    /// Where fetched writer schemas are kept, so that a restart needs the
+    /// registry only for new ids [default: ~/.cache/lineage/schemas].
+    #[arg(long = "schema-cache-dir", env = setting::SCHEMA_CACHE_DIR)]
+    pub schema_cache_dir: Option<PathBuf>,
+}
+
+impl InputArgs {
+    pub fn registry(&self) -> Option<RegistrySettings> {
+        let url = self
+            .schema_registry_url
+            .as_deref()
+            .filter(|u| !u.is_empty())?;
+        let mut settings = RegistrySettings::new(url);
+        settings.user_info = self.user_info.clone();
+        settings.ca_file = self.ca_location.clone();
+        settings.cache_dir = self
+            .schema_cache_dir
+            .clone()
+            .or_else(|| setting::user_cache_dir("schemas"));
+        Some(settings)
+    }
 }
 
 impl KafkaArgs {
@@ -234,6 +285,8 @@ impl RunArgs {
         );
         s.s3 = self.s3.settings();
         s.plugin = self.plugin.clone();
+        s.input_format = self.input.input_format;
+        s.registry = self.input.registry();
         s.batch_records = self.plugin.batch_records;
         s.checkpoint_interval = self.checkpoint_interval;
         s.subtask = self.subtask_index;

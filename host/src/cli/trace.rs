@@ -5,7 +5,10 @@ use std::io::Write;
 
 use crate::commit::CommitLog;
 use crate::partition::TopicPartition;
-use crate::query::{CheckpointTrace, Found, Query, QueryError, RecordTrace, Verification};
+use crate::query::{
+    CheckpointTrace, Found, Query, QueryError, RecordTrace, SchemaSubject, Verification,
+};
+use crate::registry::{Client, RegistrySettings, UserInfo};
 use crate::setting;
 use crate::staging::Outputs;
 use crate::store::StoreError;
@@ -95,6 +98,48 @@ pub struct TraceArgs {
 
     #[command(flatten)]
     pub outputs: OutputArgs,
+
+    /// Where a framed record's schema id is looked up for its subject and
+    /// version (optional: without it, trace prints the id alone).
+    #[arg(long = "schema-registry-url", env = setting::SCHEMA_REGISTRY_URL)]
+    pub schema_registry_url: Option<String>,
+
+    #[arg(long = "schema-registry-basic-auth-user-info", env = setting::SCHEMA_REGISTRY_BASIC_AUTH_USER_INFO, value_parser = UserInfo::parse, hide_env_values = true)]
+    pub user_info: Option<UserInfo>,
+}
+
+/// The subject versions that hold `id` (`None`: the registry has no such
+/// schema). A registry that cannot answer leaves the trace with the id
+/// alone, and says why on stderr.
+async fn subjects(args: &TraceArgs, id: u32) -> Option<Vec<SchemaSubject>> {
+    let Some(url) = args
+        .schema_registry_url
+        .as_deref()
+        .filter(|u| !u.is_empty())
+    else {
+        return Some(Vec::new());
+    };
+    let mut settings = RegistrySettings::new(url);
+    settings.user_info = args.user_info.clone();
+    let answer = match Client::new(&settings) {
+        Ok(client) => client.versions(id).await,
+        Err(e) => Err(e),
+    };
+    match answer {
+        Ok(found) => found.map(|versions| {
+            versions
+                .into_iter()
+                .map(|v| SchemaSubject {
+                    subject: v.subject,
+                    version: v.version,
+                })
+                .collect()
+        }),
+        Err(e) => {
+            eprintln!("trace: schema {id}: subject and version unknown: {e}");
+            Some(Vec::new())
+        }
+    }
 }
 
 fn parse_record(s: &str) -> Result<(TopicPartition, i64), TraceError> {
@@ -125,7 +170,13 @@ pub fn trace(args: &TraceArgs, out: &mut impl Write) -> Result<(), TraceError> {
     let rt = runtime()?;
     if let Some(record) = &args.record {
         let (source, offset) = parse_record(record)?;
-        let trace = rt.block_on(outputs.trace_record(&source, offset))?;
+        let mut trace = rt.block_on(outputs.trace_record(&source, offset))?;
+        if let Some(id) = trace.schema_id {
+            match rt.block_on(subjects(args, id)) {
+                Some(held) => trace.schema_subjects = held,
+                None => trace.schema_unknown = true,
+            }
+        }
         if args.outputs.json {
             serde_json::to_writer(&mut *out, &trace).map_err(std::io::Error::from)?;
             writeln!(out)?;
@@ -178,7 +229,7 @@ fn print_record(t: &RecordTrace, out: &mut impl Write) -> std::io::Result<()> {
                 writeln!(out, "file        {f}")?;
             }
         }
-        Found::Dropped { file, reason } => {
+        Found::Dropped { file, reason, .. } => {
             writeln!(out, "output      dropped")?;
             writeln!(out, "file        {file}")?;
             writeln!(out, "reason      {reason}")?;
@@ -197,6 +248,23 @@ fn print_record(t: &RecordTrace, out: &mut impl Write) -> std::io::Result<()> {
                 "output      none: never read; offsets {first}..{last} were skipped"
             )?;
             writeln!(out, "reason      {reason}")?;
+        }
+    }
+    if let Some(id) = t.schema_id {
+        let held: Vec<String> = t
+            .schema_subjects
+            .iter()
+            .map(|s| format!("{} v{}", s.subject, s.version))
+            .collect();
+        if t.schema_unknown {
+            writeln!(
+                out,
+                "schema      id {id} (the registry has no schema with this id)"
+            )?;
+        } else if held.is_empty() {
+            writeln!(out, "schema      id {id}")?;
+        } else {
+            writeln!(out, "schema      id {id} ({})", held.join(", "))?;
         }
     }
     if let Some(note) = &t.note {

@@ -127,10 +127,16 @@ struct Row {
     /// first version of the format.
     #[serde(default)]
     reason: String,
+    /// A file's writer schema ids, `;`-separated; absent before version 3.
+    #[serde(default)]
+    schema_ids: String,
 }
 
 /// The header line, for documentation and tests.
-pub const HEADER: &str = "checkpoint_id,s3_key,commit_timestamp,kind,topic,partition,first_offset,last_offset,record_count,byte_size,subtask,commit_seq,owner,plugin_name,plugin_version,plugin_sha256,file_id,publish,reason";
+pub const HEADER: &str = "checkpoint_id,s3_key,commit_timestamp,kind,topic,partition,first_offset,last_offset,record_count,byte_size,subtask,commit_seq,owner,plugin_name,plugin_version,plugin_sha256,file_id,publish,reason,schema_ids";
+
+/// The header of the second version, without `schema_ids`.
+const HEADER_V2: &str = "checkpoint_id,s3_key,commit_timestamp,kind,topic,partition,first_offset,last_offset,record_count,byte_size,subtask,commit_seq,owner,plugin_name,plugin_version,plugin_sha256,file_id,publish,reason";
 
 /// The header of the first version, without `reason` and the `end` row.
 const HEADER_V1: &str = "checkpoint_id,s3_key,commit_timestamp,kind,topic,partition,first_offset,last_offset,record_count,byte_size,subtask,commit_seq,owner,plugin_name,plugin_version,plugin_sha256,file_id,publish";
@@ -183,6 +189,12 @@ impl Commit {
                 byte_size: Some(f.bytes),
                 file_id: f.id.clone(),
                 publish: format!("{}|{}", f.key, f.publish.encode()),
+                schema_ids: f
+                    .schema_ids
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(";"),
                 ..base()
             });
         }
@@ -240,12 +252,16 @@ impl Commit {
                 ));
             }
         };
-        if header != HEADER.as_bytes() {
+        // Versions with an end row: this one, and the one before it.
+        let Some(format) = [HEADER, HEADER_V2]
+            .into_iter()
+            .find(|h| header == h.as_bytes())
+        else {
             let cut = !bytes.contains(&b'\n') && HEADER.as_bytes().starts_with(&header);
             return cut.then(|| format!("{} bytes, cut inside the header", bytes.len()));
-        }
-        let columns = HEADER.split(',').count();
-        let kind = HEADER.split(',').position(|c| c == "kind").expect("kind");
+        };
+        let columns = format.split(',').count();
+        let kind = format.split(',').position(|c| c == "kind").expect("kind");
         let mut last = None;
         for record in reader.byte_records() {
             match record {
@@ -273,7 +289,7 @@ impl Commit {
             .collect::<Vec<_>>()
             .join(",");
         let versioned = match header.as_str() {
-            HEADER => true,
+            HEADER | HEADER_V2 => true,
             HEADER_V1 => false,
             _ => return Err(bad(format!("unexpected header {header:?}"))),
         };
@@ -415,6 +431,12 @@ impl Row {
             records: self.record_count.unwrap_or(0),
             bytes: self.byte_size.unwrap_or(0),
             publish,
+            schema_ids: self
+                .schema_ids
+                .split(';')
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().map_err(|_| format!("bad schema id {s:?}")))
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -490,6 +512,7 @@ mod tests {
                         upload_id: "u-1".into(),
                         parts: vec!["e1".into(), "e2".into()],
                     },
+                    schema_ids: vec![3, 17],
                 },
                 SealedFile {
                     kind: FileKind::Dropped,
@@ -505,6 +528,7 @@ mod tests {
                     publish: Publish::Rename {
                         staging: ".lineage-staging/events/3/f2.parquet.inprogress".into(),
                     },
+                    schema_ids: vec![],
                 },
             ],
         }
@@ -524,7 +548,7 @@ mod tests {
         assert_eq!(lines.len(), 10, "{text}");
         assert!(
             lines[6].contains(",skipped,events,7,1200,4999,")
-                && lines[6].ends_with("log start offset 5000 > next 1200"),
+                && lines[6].ends_with("log start offset 5000 > next 1200,"),
             "{text}"
         );
         assert!(lines[8].contains(",reset,events,8,0,299,"), "{text}");
@@ -601,5 +625,25 @@ mod tests {
         let commit = Commit::from_csv(v1.as_bytes(), "x").unwrap();
         assert_eq!(commit.seq, 7);
         assert_eq!(commit.claims[0].next, 40);
+    }
+
+    /// Version 2 had no `schema_ids`: its files read with none, and a cut
+    /// one is still told from damage.
+    #[test]
+    fn commits_of_the_second_format_still_parse() {
+        let current = String::from_utf8(sample().to_csv()).unwrap();
+        let v2: String = current
+            .lines()
+            .map(|line| {
+                let cells: Vec<&str> = line.split(',').collect();
+                format!("{}\n", cells[..cells.len() - 1].join(","))
+            })
+            .collect();
+        assert!(v2.starts_with(HEADER_V2), "{v2}");
+        let commit = Commit::from_csv(v2.as_bytes(), "x").unwrap();
+        assert!(commit.files.iter().all(|f| f.schema_ids.is_empty()));
+        assert_eq!(commit.files.len(), 2);
+        assert_eq!(Commit::cut_short(v2.as_bytes()), None);
+        assert!(Commit::cut_short(&v2.as_bytes()[..v2.len() - 3]).is_some());
     }
 }

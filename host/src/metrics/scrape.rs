@@ -23,7 +23,7 @@ impl prometheus_client::collector::Collector for Counters {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.stats;
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-        let counters: [(&str, &str, u64); 11] = [
+        let counters: [(&str, &str, u64); 12] = [
             (
                 "lineage_records_consumed",
                 "Records read from Kafka",
@@ -79,6 +79,11 @@ impl prometheus_client::collector::Collector for Counters {
                 "Partitions whose log restarted below the commit log's next offset (a recreated topic), consumed again from its start",
                 load(&s.resets),
             ),
+            (
+                "lineage_schema_registry_failures",
+                "Failed attempts to fetch a writer schema from SCHEMA_REGISTRY_URL, each retried",
+                load(&s.registry_failures),
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value);
@@ -89,7 +94,7 @@ impl prometheus_client::collector::Collector for Counters {
                 counter.metric_type(),
             )?)?;
         }
-        let gauges: [(&str, &str, i64); 5] = [
+        let gauges: [(&str, &str, i64); 6] = [
             (
                 "lineage_partitions_assigned",
                 "Partitions claimed by this instance",
@@ -114,6 +119,11 @@ impl prometheus_client::collector::Collector for Counters {
                 "lineage_memory_budget_bytes",
                 "MEMORY_BUDGET",
                 self.budget.limit() as i64,
+            ),
+            (
+                "lineage_schema_registry_down",
+                "1 while a writer schema cannot be fetched and consumption waits for the registry",
+                i64::from(s.registry_down.load(Ordering::Relaxed)),
             ),
         ];
         for (name, help, value) in gauges {

@@ -1,7 +1,7 @@
 //! The counters the pipeline keeps as it goes, and the summary of a run
 //! taken from them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::health::Health;
 use super::labelled::Metrics;
@@ -30,6 +30,11 @@ pub struct Stats {
     /// Records between the consumer's position and the high watermark,
     /// over the partitions assigned here; refreshed twice a second.
     pub lag: AtomicU64,
+    /// Set while a schema the run needs cannot be fetched: consumption
+    /// waits behind it.
+    pub registry_down: AtomicBool,
+    /// Failed attempts to fetch a schema, each waited out.
+    pub registry_failures: AtomicU64,
     /// What only the metrics endpoint shows.
     pub metrics: Metrics,
     pub health: Health,

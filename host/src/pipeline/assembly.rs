@@ -26,6 +26,7 @@ use crate::failpoints;
 use crate::metrics::{Stats, Summary};
 use crate::partition::Owner;
 use crate::plugin::{Plugin, PluginRuntime, PluginWorker, Reload, Watcher};
+use crate::registry::{InputFormat, Reader, Registry};
 use crate::retry::{Deadline, Policy};
 use crate::setting;
 use crate::sink::SinkContext;
@@ -45,7 +46,7 @@ pub fn run(
     // moment a stop is asked for, whatever the coordinator is waiting on.
     let deadline = Deadline::default();
     let stop = forward_stop(stop, deadline.clone(), settings.shutdown_timeout)?;
-    let parts = Parts::open(&settings, deadline, 2)?;
+    let parts = Parts::open(&settings, deadline, 2, &stats)?;
     stats.metrics.plugin_in_use(parts.plugin.identity());
     let budget = Arc::new(Budget::new(settings.memory_budget, settings.workers));
     let (events_tx, events) = unbounded();
@@ -110,6 +111,8 @@ pub struct Parts {
     /// What every file of the run is staged with.
     pub stager: Stager,
     pub policy: Policy,
+    /// Takes the framing off values (INPUT_FORMAT).
+    pub reader: Reader,
 }
 
 impl Parts {
@@ -119,6 +122,7 @@ impl Parts {
         settings: &RunSettings,
         deadline: Deadline,
         io_threads: usize,
+        stats: &Arc<Stats>,
     ) -> Result<Self, RunError> {
         let io = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(io_threads)
@@ -131,6 +135,17 @@ impl Parts {
         let plugin_runtime = PluginRuntime::new(settings.plugin.clone())?;
         let plugin = plugin_runtime.load(&settings.plugin_path)?;
         let policy = Policy::until(deadline);
+        let registry = match &settings.registry {
+            Some(registry) => Some(Arc::new(Registry::new(
+                registry,
+                plugin_runtime.schemas().clone(),
+                io.handle().clone(),
+                policy.clone(),
+                stats.clone(),
+            )?)),
+            None => None,
+        };
+        let reader = Reader::new(settings.input_format, registry);
         let owner = Owner::fresh(settings.subtask);
         let log = Arc::new(CommitLog::new(wal));
         let entries = log.entries().clone();
@@ -158,16 +173,15 @@ impl Parts {
             committer,
             stager,
             policy,
+            reader,
         })
     }
 
     /// What a worker writes its partitions' files with.
     pub fn sink_context(&self, settings: &RunSettings) -> SinkContext {
-        SinkContext::new(
-            self.stager.clone(),
-            settings.files.clone(),
-            self.plugin.clone(),
-        )
+        let mut files = settings.files.clone();
+        files.schema_id_column = !self.reader.is_bare();
+        SinkContext::new(self.stager.clone(), files, self.plugin.clone())
     }
 }
 
@@ -176,6 +190,15 @@ fn check_settings(settings: &RunSettings) -> Result<(), RunError> {
         setting: setting::LINEAGE_FAILPOINTS,
         problem: e.to_string(),
     })?;
+    if settings.input_format == InputFormat::Confluent && settings.registry.is_none() {
+        return Err(RunError::Config {
+            setting: setting::INPUT_FORMAT,
+            problem: format!(
+                "confluent framing needs {} to fetch writer schemas from",
+                setting::SCHEMA_REGISTRY_URL
+            ),
+        });
+    }
     if settings.workers == 0 {
         return Err(RunError::Config {
             setting: setting::WORKERS,
@@ -233,6 +256,7 @@ fn spawn_workers(
             budget: budget.clone(),
             stats: stats.clone(),
             events: events.clone(),
+            reader: parts.reader.clone(),
             checkpoint: parts.committer.next_checkpoint(),
         };
         threads.push(
@@ -375,6 +399,7 @@ fn report_progress(
                 checkpoints = stats.checkpoints.load(Ordering::Relaxed),
                 budget_used = budget.used(),
                 budget_pauses = stats.pauses.load(Ordering::Relaxed),
+                waiting_for_schema_registry = stats.registry_down.load(Ordering::Relaxed),
                 "progress"
             );
         }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use crate::commit::CommitError;
 use crate::error::{Blame, Classify};
 use crate::plugin::PluginError;
+use crate::registry::RegistryError;
 use crate::sink::SinkError;
 use crate::source::SourceError;
 use crate::store::StoreError;
@@ -21,6 +22,8 @@ pub enum RunError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Commit(#[from] CommitError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     /// A setting the run cannot start with.
     #[error("{setting}: {problem}")]
     Config {
@@ -64,6 +67,7 @@ impl Classify for RunError {
             RunError::Plugin(e) => e.blame(),
             RunError::Sink(e) => e.blame(),
             RunError::Commit(e) => e.blame(),
+            RunError::Registry(e) => e.blame(),
             RunError::Config { .. } => Blame::User,
             RunError::ShutdownTimeout(_) | RunError::GaveUp(_) | RunError::Spawn { .. } => {
                 Blame::Environment
@@ -79,6 +83,7 @@ impl Classify for RunError {
             RunError::Plugin(e) => e.retryable(),
             RunError::Sink(e) => e.retryable(),
             RunError::Commit(e) => e.retryable(),
+            RunError::Registry(e) => e.retryable(),
             RunError::ShutdownTimeout(_)
             | RunError::GaveUp(_)
             | RunError::Config { .. }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use crate::commit::MissingOffsets;
 use crate::plugin::PluginConfig;
+use crate::registry::{InputFormat, RegistrySettings};
 use crate::sink::FileSettings;
 use crate::source::KafkaSettings;
 use crate::store::S3Settings;
@@ -20,6 +21,10 @@ pub struct RunSettings {
     pub s3: S3Settings,
     pub plugin_path: PathBuf,
     pub plugin: PluginConfig,
+    /// How values are laid out (INPUT_FORMAT).
+    pub input_format: InputFormat,
+    /// Where framed values' writer schemas come from.
+    pub registry: Option<RegistrySettings>,
     pub checkpoint_interval: Duration,
     pub subtask: u32,
     pub workers: usize,
@@ -57,6 +62,8 @@ impl RunSettings {
             commit_log,
             s3: S3Settings::default(),
             plugin_path,
+            input_format: InputFormat::default(),
+            registry: None,
             batch_records: plugin.batch_records,
             plugin,
             checkpoint_interval: Duration::from_secs(60),

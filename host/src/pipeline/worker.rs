@@ -13,7 +13,8 @@ use super::messages::{Event, Sealed, WorkerMsg};
 use crate::budget::Budget;
 use crate::metrics::Stats;
 use crate::partition::TopicPartition;
-use crate::plugin::PluginWorker;
+use crate::plugin::{Outcomes, PluginWorker};
+use crate::registry::Reader;
 use crate::sink::{PartitionSink, SinkContext};
 use crate::source::Fetched;
 
@@ -25,6 +26,8 @@ pub struct Worker {
     pub budget: Arc<Budget>,
     pub stats: Arc<Stats>,
     pub events: Sender<Event>,
+    /// Takes framing off values before the plugin sees them.
+    pub reader: Reader,
     /// The checkpoint that files opened now belong to.
     pub checkpoint: u64,
 }
@@ -149,9 +152,9 @@ impl Worker {
         batch: &Fetched,
     ) -> Result<(), RunError> {
         let headers = batch.header_views();
-        let views = batch.records(&headers);
+        let mut views = batch.records(&headers);
         let started = std::time::Instant::now();
-        let outcomes = self.plugin.process(&views)?;
+        let outcomes = self.run_plugin(&mut views)?;
         self.stats
             .metrics
             .plugin_batch_took(started.elapsed().as_secs_f64());
@@ -186,6 +189,19 @@ impl Worker {
             .fetch_add((views.len() - kept) as u64, Ordering::Relaxed);
         self.update_memory(sinks);
         self.shed(sinks, records)
+    }
+
+    /// The batch's outcomes; with framed input, the host's own drops (bad
+    /// framing, unknown ids) among the plugin's.
+    fn run_plugin(
+        &mut self,
+        views: &mut [crate::plugin::KafkaRecord<'_>],
+    ) -> Result<Outcomes, RunError> {
+        if self.reader.is_bare() {
+            return Ok(self.plugin.process(views)?);
+        }
+        let read = self.reader.read(views)?;
+        Ok(self.plugin.process_except(&read.bodies, &read.refused)?)
     }
 
     /// Over budget, or paused and not yet back under where consumption

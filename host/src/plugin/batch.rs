@@ -72,6 +72,7 @@ mod tests {
             key: None,
             value: Some(value),
             headers: &[],
+            schema_id: None,
         }
     }
 

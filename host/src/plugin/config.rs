@@ -91,11 +91,7 @@ impl PluginConfig {
         if let Some(dir) = &self.cache_dir {
             return Some(dir.clone());
         }
-        let base = std::env::var_os("XDG_CACHE_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-        Some(base.join("lineage").join("components"))
+        crate::setting::user_cache_dir("components")
     }
 
     /// Settings that cannot work together, named by their flags.

@@ -13,7 +13,7 @@ use super::bindings::{ColumnType, PluginInfo};
 
 /// Column names the host writes itself, or that Hive-style readers derive
 /// from the `year=/month=/day=/hour=` directories.
-const RESERVED_COLUMNS: [&str; 5] = ["checkpoint_id", "year", "month", "day", "hour"];
+const RESERVED_COLUMNS: [&str; 6] = ["checkpoint_id", "schema_id", "year", "month", "day", "hour"];
 
 const MAX_NAME_LEN: usize = 128;
 

@@ -18,8 +18,14 @@ pub enum PluginError {
     #[error("plugin {}: not a valid WebAssembly component: {detail}", path.display())]
     Compile { path: PathBuf, detail: String },
 
-    #[error("plugin {}: does not implement the world lineage:plugin/plugin@0.1.0: {detail}", path.display())]
+    #[error("plugin {}: does not implement the world lineage:plugin/plugin@{}: {detail}", path.display(), super::CONTRACT_VERSION)]
     Contract { path: PathBuf, detail: String },
+
+    #[error(
+        "plugin {}: built against lineage:plugin@{found}, and this Lineage runs lineage:plugin@{}; rebuild it against wit/plugin.wit (wit/README.md lists what changed)",
+        path.display(), super::CONTRACT_VERSION
+    )]
+    ContractVersion { path: PathBuf, found: String },
 
     #[error("plugin {}: failed while starting or describing itself: {detail}", path.display())]
     Start { path: PathBuf, detail: String },
@@ -49,6 +55,7 @@ impl PluginError {
             | PluginError::NotAComponent { .. }
             | PluginError::Compile { .. }
             | PluginError::Contract { .. }
+            | PluginError::ContractVersion { .. }
             | PluginError::Start { .. }
             | PluginError::Description { .. } => Some(crate::setting::PLUGIN_PATH),
             PluginError::Config(_) | PluginError::Instantiate { .. } | PluginError::Engine(_) => {
@@ -68,6 +75,7 @@ impl Classify for PluginError {
             PluginError::NotAComponent { .. }
             | PluginError::Compile { .. }
             | PluginError::Contract { .. }
+            | PluginError::ContractVersion { .. }
             | PluginError::Start { .. }
             | PluginError::Description { .. }
             | PluginError::Config(_) => Blame::User,

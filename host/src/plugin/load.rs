@@ -14,6 +14,30 @@ use super::error::PluginError;
 use super::loaded::{Plugin, PluginIdentity};
 use super::runtime::{PluginRuntime, START_FUEL};
 
+/// Refuses a component built against another version of the contract by
+/// name, before linking would refuse it with a type mismatch.
+fn check_version(
+    path: &Path,
+    component: &Component,
+    engine: &wasmtime::Engine,
+) -> Result<(), PluginError> {
+    let ty = component.component_type();
+    let found = ty
+        .imports(engine)
+        .map(|(name, _)| name)
+        .chain(ty.exports(engine).map(|(name, _)| name))
+        .filter_map(|name| name.strip_prefix("lineage:plugin/"))
+        .filter_map(|name| name.split_once('@').map(|(_, version)| version))
+        .find(|version| *version != super::CONTRACT_VERSION);
+    match found {
+        Some(found) => Err(PluginError::ContractVersion {
+            path: path.to_owned(),
+            found: found.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
 impl PluginRuntime {
     /// Loads, compiles (or fetches from the cache), links and checks a
     /// component, and asks it to describe itself.
@@ -37,6 +61,7 @@ impl PluginRuntime {
         let sha256 = hex(&Sha256::digest(bytes));
         let component = self.compile(path, bytes, &sha256)?;
 
+        check_version(path, &component, &self.engine)?;
         let contract = |e: wasmtime::Error| PluginError::Contract {
             path: path.to_owned(),
             detail: format!("{e:#}"),

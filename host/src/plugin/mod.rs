@@ -5,6 +5,9 @@
 //! (compiled once, checked against the WIT contract, described); a
 //! [`PluginWorker`] per thread runs one over batches of records.
 
+/// The version of `wit/plugin.wit` this host implements.
+pub const CONTRACT_VERSION: &str = "0.2.0";
+
 mod answer;
 mod batch;
 mod bindings;
@@ -17,6 +20,7 @@ mod records;
 mod reload;
 mod runtime;
 mod sandbox;
+mod schemas;
 mod worker;
 
 pub use answer::{Mark, OutcomeRef, Outcomes, Row, ValueRef};
@@ -28,4 +32,5 @@ pub use load::component_path;
 pub use loaded::{Plugin, PluginIdentity};
 pub use reload::{Reload, Watcher, watch};
 pub use runtime::PluginRuntime;
+pub use schemas::WriterSchemas;
 pub use worker::{PluginWorker, WorkerStats};

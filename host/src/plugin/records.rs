@@ -21,7 +21,7 @@ use wasmtime_environ::component::StringEncoding;
 use super::bindings::{Header, KafkaRecord};
 
 // Canonical ABI layout (32-bit) of `kafka-record` and `header`.
-const RECORD_SIZE: usize = 72;
+const RECORD_SIZE: usize = 80;
 const RECORD_ALIGN: u32 = 8;
 const HEADER_SIZE: usize = 20;
 const HEADER_ALIGN: u32 = 4;
@@ -198,6 +198,10 @@ fn store<T>(
         }
         fixed[64..68].copy_from_slice(&place.headers.to_le_bytes());
         fixed[68..72].copy_from_slice(&(record.headers.len() as u32).to_le_bytes());
+        if let Some(id) = record.schema_id {
+            fixed[72] = 1;
+            fixed[76..80].copy_from_slice(&id.to_le_bytes());
+        }
         at(memory, base as usize + i * RECORD_SIZE, RECORD_SIZE)?.copy_from_slice(&fixed);
     }
     Ok((base, len))

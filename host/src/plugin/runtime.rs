@@ -15,6 +15,7 @@ use super::bindings;
 use super::config::PluginConfig;
 use super::error::PluginError;
 use super::sandbox::{Sandbox, add_stopped_timers};
+use super::schemas::WriterSchemas;
 
 /// How often the engine's epoch advances; call timeouts are counted in these.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -35,6 +36,7 @@ pub struct PluginRuntime {
     metered: bool,
     pub(super) cache_dir: Option<PathBuf>,
     ticker: EpochTicker,
+    schemas: Arc<WriterSchemas>,
 }
 
 impl PluginRuntime {
@@ -87,7 +89,13 @@ impl PluginRuntime {
             metered,
             cache_dir,
             ticker,
+            schemas: Arc::default(),
         }))
+    }
+
+    /// What every instance's `schemas.writer-schema` answers from.
+    pub fn schemas(&self) -> &Arc<WriterSchemas> {
+        &self.schemas
     }
 
     pub fn config(&self) -> &PluginConfig {
@@ -105,7 +113,12 @@ impl PluginRuntime {
     }
 
     pub(super) fn store(&self, label: Arc<str>) -> wasmtime::Store<Sandbox> {
-        let sandbox = Sandbox::new(label, self.config.memory_limit, self.config.output_limit);
+        let sandbox = Sandbox::new(
+            label,
+            self.config.memory_limit,
+            self.config.output_limit,
+            self.schemas.clone(),
+        );
         let mut store = wasmtime::Store::new(&self.engine, sandbox);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();

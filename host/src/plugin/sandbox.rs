@@ -24,6 +24,7 @@ use wasmtime_wasi::{
 };
 
 use super::bindings::{Level, lineage};
+use super::schemas::WriterSchemas;
 
 /// Per-store state: the WASI context behind the imports, the memory
 /// limiter and the captured output.
@@ -32,10 +33,16 @@ pub struct Sandbox {
     table: ResourceTable,
     pub limiter: MemoryLimiter,
     pub output: Arc<Mutex<GuestOutput>>,
+    schemas: Arc<WriterSchemas>,
 }
 
 impl Sandbox {
-    pub fn new(label: Arc<str>, memory_limit: u64, output_limit: u64) -> Self {
+    pub fn new(
+        label: Arc<str>,
+        memory_limit: u64,
+        output_limit: u64,
+        schemas: Arc<WriterSchemas>,
+    ) -> Self {
         let output = Arc::new(Mutex::new(GuestOutput::new(label, output_limit as usize)));
         let wasi = WasiCtxBuilder::new()
             .stdout(CapturedStream {
@@ -60,6 +67,7 @@ impl Sandbox {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(memory_limit as usize),
             output,
+            schemas,
         }
     }
 }
@@ -83,6 +91,12 @@ impl lineage::plugin::log::Host for Sandbox {
 }
 
 impl lineage::plugin::types::Host for Sandbox {}
+
+impl lineage::plugin::schemas::Host for Sandbox {
+    fn writer_schema(&mut self, id: u32) -> Option<String> {
+        self.schemas.get(id).map(|s| s.to_string())
+    }
+}
 
 /// Records how far memory grew and whether the limit stopped it, so that a
 /// trap can be reported as what it was.

@@ -86,13 +86,38 @@ impl PluginWorker {
     /// One outcome per record, in order. Errs only when no instance can be
     /// started at all; a plugin failing on records is not an error.
     pub fn process(&mut self, records: &[KafkaRecord<'_>]) -> Result<Outcomes, PluginError> {
+        self.process_except(records, &[])
+    }
+
+    /// [`process`](Self::process) for a batch some of whose records the
+    /// host refused before the plugin: `refused` holds their indices in the
+    /// whole batch (ascending) and reasons, and `records` the others, in
+    /// order. The outcomes are the whole batch's.
+    pub fn process_except(
+        &mut self,
+        records: &[KafkaRecord<'_>],
+        refused: &[(usize, String)],
+    ) -> Result<Outcomes, PluginError> {
+        let mut outcomes = Outcomes::with_capacity(records.len() + refused.len());
+        let (mut at, mut next) = (0, 0);
+        for (index, reason) in refused {
+            let run = index - at;
+            self.run(&records[next..next + run], &mut outcomes)?;
+            outcomes.push_drop(reason);
+            next += run;
+            at = index + 1;
+        }
+        self.run(&records[next..], &mut outcomes)?;
+        Ok(outcomes)
+    }
+
+    fn run(&mut self, records: &[KafkaRecord<'_>], out: &mut Outcomes) -> Result<(), PluginError> {
         let config = self.plugin.runtime().config();
         let (max_records, max_bytes) = (config.batch_records, config.batch_bytes);
-        let mut outcomes = Outcomes::with_capacity(records.len());
         for batch in batches(records, max_records, max_bytes) {
-            self.isolate(batch, &mut outcomes)?;
+            self.isolate(batch, out)?;
         }
-        Ok(outcomes)
+        Ok(())
     }
 
     fn isolate(

@@ -22,7 +22,7 @@ pub struct SinkContext {
 
 impl SinkContext {
     pub fn new(staging: Stager, settings: FileSettings, plugin: Arc<Plugin>) -> Self {
-        let data_schema = data_schema(plugin.schema());
+        let data_schema = data_schema(plugin.schema(), settings.schema_id_column);
         Self {
             staging,
             settings,
@@ -35,7 +35,7 @@ impl SinkContext {
     /// Files opened from now on are the new plugin's, with its columns.
     /// Called only between checkpoints, when no file is open.
     pub fn switch_plugin(&mut self, plugin: Arc<Plugin>) {
-        self.data_schema = data_schema(plugin.schema());
+        self.data_schema = data_schema(plugin.schema(), self.settings.schema_id_column);
         self.plugin = plugin;
     }
 

@@ -25,6 +25,8 @@ pub struct FileSettings {
     /// A file this large is sealed and a new one started.
     pub max_file_bytes: u64,
     pub compression: Compression,
+    /// Data files carry the host's `schema_id` column (framed input).
+    pub schema_id_column: bool,
 }
 
 impl Default for FileSettings {
@@ -35,6 +37,7 @@ impl Default for FileSettings {
             part_bytes: 5 << 20,
             max_file_bytes: 256 << 20,
             compression: Compression::ZSTD(ZstdLevel::try_new(1).expect("valid level")),
+            schema_id_column: false,
         }
     }
 }
@@ -49,6 +52,7 @@ pub struct ParquetFile {
     first_offset: i64,
     last_offset: i64,
     records: u64,
+    schema_ids: std::collections::BTreeSet<u32>,
 }
 
 impl ParquetFile {
@@ -81,14 +85,18 @@ impl ParquetFile {
             first_offset: i64::MAX,
             last_offset: i64::MIN,
             records: 0,
+            schema_ids: Default::default(),
         })
     }
 
-    /// Counts a record this file holds.
-    pub fn note(&mut self, offset: i64) {
+    /// Counts a record this file holds, and the schema it was written with.
+    pub fn note(&mut self, offset: i64, schema_id: Option<u32>) {
         self.first_offset = self.first_offset.min(offset);
         self.last_offset = self.last_offset.max(offset);
         self.records += 1;
+        if let Some(id) = schema_id {
+            self.schema_ids.insert(id);
+        }
     }
 
     /// Encodes a batch of rows; flushes the row group and uploads parts as
@@ -135,6 +143,7 @@ impl ParquetFile {
             records: self.records,
             bytes,
             publish,
+            schema_ids: self.schema_ids.into_iter().collect(),
         })
     }
 

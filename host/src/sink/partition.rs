@@ -106,11 +106,11 @@ impl PartitionSink {
                         Some(hour) => {
                             let file =
                                 self.file(cx, checkpoint, FileKind::Data, hour, record.offset)?;
-                            file.file.note(record.offset);
+                            file.file.note(record.offset, record.schema_id);
                             let Rows::Data(rows) = &mut file.rows else {
                                 unreachable!("data files hold data rows")
                             };
-                            rows.append(&row);
+                            rows.append(&row, record.schema_id);
                         }
                         None => {
                             let reason = match millis {
@@ -139,7 +139,7 @@ impl PartitionSink {
             .and_then(|ms| self.hour(ms))
             .unwrap_or(Hour::EPOCH);
         let file = self.file(cx, checkpoint, FileKind::Dropped, hour, record.offset)?;
-        file.file.note(record.offset);
+        file.file.note(record.offset, record.schema_id);
         let Rows::Dropped(rows) = &mut file.rows else {
             unreachable!("dropped files hold dropped rows")
         };
@@ -152,6 +152,7 @@ impl PartitionSink {
             value: record.value,
             headers: record.headers,
             reason,
+            schema_id: record.schema_id,
         });
         Ok(())
     }

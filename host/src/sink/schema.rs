@@ -14,9 +14,13 @@ use crate::plugin::{ColumnType, PluginSchema, Row, ValueRef};
 
 /// The host-owned lineage column of every data and dropped file.
 pub const CHECKPOINT_ID: &str = "checkpoint_id";
+/// The writer schema's registry id: in every dropped file, and in data
+/// files of a framed input. Null for a bare value.
+pub const SCHEMA_ID: &str = "schema_id";
 
-/// Data files: the plugin's columns, then `checkpoint_id`.
-pub fn data_schema(plugin: &PluginSchema) -> SchemaRef {
+/// Data files: the plugin's columns, then `checkpoint_id`, then with
+/// framed input `schema_id`.
+pub fn data_schema(plugin: &PluginSchema, schema_id: bool) -> SchemaRef {
     let mut fields: Vec<Field> = plugin
         .info
         .columns
@@ -24,6 +28,9 @@ pub fn data_schema(plugin: &PluginSchema) -> SchemaRef {
         .map(|c| Field::new(&c.name, arrow_type(c.type_), c.nullable))
         .collect();
     fields.push(Field::new(CHECKPOINT_ID, DataType::Int64, false));
+    if schema_id {
+        fields.push(Field::new(SCHEMA_ID, DataType::Int32, true));
+    }
     Arc::new(Schema::new(fields))
 }
 
@@ -70,6 +77,7 @@ pub fn dropped_schema() -> SchemaRef {
         Field::new("plugin_version", DataType::Utf8, false),
         Field::new("plugin_sha256", DataType::Utf8, false),
         Field::new(CHECKPOINT_ID, DataType::Int64, false),
+        Field::new(SCHEMA_ID, DataType::Int32, true),
     ]))
 }
 
@@ -145,12 +153,17 @@ pub struct DataRows {
     columns: Vec<Column>,
     checkpoint: Int64Builder,
     checkpoint_id: i64,
+    /// With framed input (boxed: most runs have none).
+    schema_id: Option<Box<Int32Builder>>,
     rows: usize,
     bytes: usize,
 }
 
 impl DataRows {
     pub fn new(schema: SchemaRef, plugin: &PluginSchema, checkpoint_id: i64) -> Self {
+        let schema_id = schema
+            .column_with_name(SCHEMA_ID)
+            .map(|_| Box::new(Int32Builder::new()));
         Self {
             schema,
             columns: plugin
@@ -161,12 +174,13 @@ impl DataRows {
                 .collect(),
             checkpoint: Int64Builder::new(),
             checkpoint_id,
+            schema_id,
             rows: 0,
             bytes: 0,
         }
     }
 
-    pub fn append(&mut self, row: &Row<'_>) {
+    pub fn append(&mut self, row: &Row<'_>, schema_id: Option<u32>) {
         for (column, value) in self.columns.iter_mut().zip(row.iter()) {
             self.bytes += match value {
                 ValueRef::String(s) => s.len() + 4,
@@ -176,6 +190,9 @@ impl DataRows {
             column.append(value);
         }
         self.checkpoint.append_value(self.checkpoint_id);
+        if let Some(ids) = &mut self.schema_id {
+            ids.append_option(schema_id.map(|id| id as i32));
+        }
         self.rows += 1;
     }
 
@@ -191,6 +208,9 @@ impl DataRows {
     pub fn finish(&mut self) -> RecordBatch {
         let mut arrays: Vec<ArrayRef> = self.columns.iter_mut().map(Column::finish).collect();
         arrays.push(Arc::new(self.checkpoint.finish()));
+        if let Some(ids) = &mut self.schema_id {
+            arrays.push(Arc::new(ids.finish()));
+        }
         self.rows = 0;
         self.bytes = 0;
         RecordBatch::try_new(self.schema.clone(), arrays).expect("columns match the schema")
@@ -207,6 +227,7 @@ pub struct DroppedRow<'a> {
     pub value: Option<&'a [u8]>,
     pub headers: &'a [crate::plugin::Header<'a>],
     pub reason: &'a str,
+    pub schema_id: Option<u32>,
 }
 
 pub struct DroppedRows {
@@ -223,6 +244,7 @@ pub struct DroppedRows {
     plugin_values: [String; 3],
     checkpoint: Int64Builder,
     checkpoint_id: i64,
+    schema_id: Int32Builder,
     rows: usize,
     bytes: usize,
 }
@@ -249,6 +271,7 @@ impl DroppedRows {
             plugin_values: plugin,
             checkpoint: Int64Builder::new(),
             checkpoint_id,
+            schema_id: Int32Builder::new(),
             rows: 0,
             bytes: 0,
         }
@@ -280,6 +303,8 @@ impl DroppedRows {
             builder.append_value(value);
         }
         self.checkpoint.append_value(self.checkpoint_id);
+        self.schema_id
+            .append_option(row.schema_id.map(|id| id as i32));
         self.rows += 1;
         self.bytes += row.topic.len()
             + row.key.map_or(0, <[u8]>::len)
@@ -311,6 +336,7 @@ impl DroppedRows {
             Arc::new(version.finish()),
             Arc::new(sha.finish()),
             Arc::new(self.checkpoint.finish()),
+            Arc::new(self.schema_id.finish()),
         ];
         self.rows = 0;
         self.bytes = 0;

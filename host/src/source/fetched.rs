@@ -138,6 +138,7 @@ impl Fetched {
                 key: m.key.clone().map(|r| &self.data[r]),
                 value: m.value.clone().map(|r| &self.data[r]),
                 headers: &headers[m.headers.clone()],
+                schema_id: None,
             })
             .collect()
     }

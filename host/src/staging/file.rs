@@ -112,4 +112,7 @@ pub struct SealedFile {
     pub records: u64,
     pub bytes: u64,
     pub publish: Publish,
+    /// The Schema Registry ids its records were written with, ascending;
+    /// empty for bare values.
+    pub schema_ids: Vec<u32>,
 }

@@ -268,3 +268,41 @@ fn bench_reports_rates_for_every_path() {
     assert_eq!(rows, 4, "{text}");
     assert!(Path::new(&repo_root().join("plugins/enrich.wasm")).exists());
 }
+
+/// The pipeline bench reads framed values as it reads bare ones: the same
+/// records are kept and dropped (v1 and v2 alike; bad framing and unknown
+/// ids where bare values were garbage), into as many files.
+#[test]
+fn bench_pipeline_keeps_the_same_records_framed_or_bare() {
+    let figures = |format: &str| {
+        let out = lineage(&[
+            "bench",
+            "pipeline",
+            "--records",
+            "12000",
+            "--partitions",
+            "3",
+            "--invalid-share",
+            "0.1",
+            "--input-format",
+            format,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        let line = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("no {name:?} in\n{text}"))
+                .split_whitespace()
+                .filter(|w| w.chars().all(|c| c.is_ascii_digit()))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        (line("kept / dropped"), line("files, bytes")[0].clone())
+    };
+    let (bare, bare_files) = figures("avro");
+    let (framed, framed_files) = figures("confluent");
+    assert_eq!(bare, framed, "kept / dropped");
+    assert_eq!(bare_files, framed_files, "files");
+    assert!(bare[0].parse::<u64>().unwrap() > 10_000, "{bare:?}");
+}

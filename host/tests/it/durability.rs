@@ -231,6 +231,8 @@ fn only(output: &Output, checkpoints: impl Fn(i64) -> bool) -> Output {
     let data: Vec<Json> = output.data.iter().filter(|r| keep(r, 4)).cloned().collect();
     Output {
         duckdb_rows: data.len() as i64,
+        schema_ids: output.schema_ids.clone(),
+        file_schema_ids: output.file_schema_ids.clone(),
         data,
         dropped: output
             .dropped

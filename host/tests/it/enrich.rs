@@ -59,6 +59,7 @@ fn keeps_valid_records_and_drops_each_kind_of_invalid_one() {
             key: Some(b"k"),
             value: v.as_deref(),
             headers: &[],
+            schema_id: None,
         })
         .collect();
     let outcomes = PluginWorker::new(plugin).process(&records).unwrap();

@@ -258,6 +258,7 @@ fn keys_headers_and_timestamps_reach_the_plugin_intact() {
             key,
             value: Some(b"meta"),
             headers,
+            schema_id: None,
         };
     let headers: &'static [Header<'static>] = Box::leak(Box::new(headers));
     let records = [
@@ -362,7 +363,8 @@ fn malformed_component(answer: &str) -> Vec<u8> {
   (type $kafka-record (record
     (field "topic" string) (field "partition" s32) (field "offset" s64)
     (field "timestamp" (option s64)) (field "key" (option (list u8)))
-    (field "value" (option (list u8))) (field "headers" (list $header'))))
+    (field "value" (option (list u8))) (field "headers" (list $header'))
+    (field "schema-id" (option u32))))
   (export $kafka-record' "kafka-record" (type $kafka-record))
   (type $value (variant
     (case "null") (case "string" string) (case "bytes" (list u8)) (case "boolean" bool)

@@ -12,6 +12,7 @@ mod outages;
 mod pipeline;
 mod pipeline_support;
 mod plugins;
+mod registry;
 mod s3;
 mod s3_servers;
 mod scale;

@@ -38,6 +38,8 @@ fn settings(bootstrap: &str, paths: &Paths) -> RunSettings {
         commit_log: paths.wal.clone(),
         s3: Default::default(),
         plugin_path: components().enrich.clone(),
+        input_format: Default::default(),
+        registry: None,
         plugin: PluginConfig {
             cache_dir: Some(
                 PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/test-plugin-cache"),
@@ -73,6 +75,7 @@ fn produce(bootstrap: &str, start: u64, count: u64, rate: f64) {
         count: Some(count),
         invalid_share: 0.1,
         start,
+        schema_registry: None,
     };
     let done = generate(&args, None, None).expect("produce");
     assert_eq!(done.failed, 0, "every record delivered despite the outage");

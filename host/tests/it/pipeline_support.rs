@@ -601,6 +601,7 @@ pub fn generate_args(
         count: Some(count),
         invalid_share,
         start,
+        schema_registry: None,
     }
 }
 
@@ -652,6 +653,10 @@ pub struct Output {
     pub committed: BTreeMap<String, i64>,
     /// The plugin build (sha256) the commit log names for each file.
     pub plugins: BTreeMap<String, String>,
+    /// `partition@offset` → the schema id its row carries (framed input).
+    pub schema_ids: BTreeMap<String, u32>,
+    /// The schema ids the commit log lists for each file.
+    pub file_schema_ids: BTreeMap<String, Vec<u32>>,
     pub duckdb_rows: i64,
 }
 
@@ -694,6 +699,8 @@ pub fn read_output_at(output: &str, dropped: &str, wal: &str, env: &[(String, St
             .iter()
             .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
             .collect(),
+        schema_ids: serde_json::from_value(doc["schema_ids"].clone()).unwrap(),
+        file_schema_ids: serde_json::from_value(doc["file_schema_ids"].clone()).unwrap(),
         duckdb_rows: doc["duckdb_rows"].as_i64().unwrap(),
     }
 }

@@ -51,6 +51,7 @@ fn records(values: &[Option<Vec<u8>>]) -> Vec<KafkaRecord<'_>> {
             key: None,
             value: v.as_deref(),
             headers: &[],
+            schema_id: None,
         })
         .collect()
 }

@@ -13,6 +13,9 @@ document:
   committed: {file: checkpoint_id} for every data/dropped file the commit
              log lists
   plugins:   {file: plugin_sha256} from the same rows
+  schema_ids: {"partition@offset": schema_id} of every row that has a
+             schema_id column (framed input), data and dropped
+  file_schema_ids: {file: [schema ids]} as the commit log lists them
   duckdb_rows: the data row count as DuckDB counts it
 
 Usage: read_output.py OUTPUT DROPPED COMMIT_LOG
@@ -61,7 +64,8 @@ def parquet_files(url):
 
 
 def main(output, dropped, wal):
-    doc = {"data": [], "dropped": [], "visible": [], "committed": {}, "plugins": {}}
+    doc = {"data": [], "dropped": [], "visible": [], "committed": {}, "plugins": {},
+           "schema_ids": {}, "file_schema_ids": {}}
     tables = []
     for filesystem, path, name in parquet_files(output):
         doc["visible"].append(name)
@@ -77,6 +81,8 @@ def main(output, dropped, wal):
                 t["checkpoint_id"][i],
                 name,
             ])
+            if t.get("schema_id", [None] * (i + 1))[i] is not None:
+                doc["schema_ids"][f"{t['kafka_partition'][i]}@{t['kafka_offset'][i]}"] = t["schema_id"][i]
     for filesystem, path, name in parquet_files(dropped):
         doc["visible"].append(name)
         t = pq.read_table(path, filesystem=filesystem, partitioning=None).to_pydict()
@@ -89,6 +95,8 @@ def main(output, dropped, wal):
                 name,
                 t["plugin_sha256"][i],
             ])
+            if t.get("schema_id", [None] * (i + 1))[i] is not None:
+                doc["schema_ids"][f"{t['kafka_partition'][i]}@{t['kafka_offset'][i]}"] = t["schema_id"][i]
     filesystem, base, _ = open_root(wal)
     views = [
         info.path
@@ -104,6 +112,8 @@ def main(output, dropped, wal):
                     raise SystemExit(f"{row['s3_key']} is committed twice")
                 doc["committed"][row["s3_key"]] = int(row["checkpoint_id"])
                 doc["plugins"][row["s3_key"]] = row["plugin_sha256"]
+                ids = row.get("schema_ids") or ""
+                doc["file_schema_ids"][row["s3_key"]] = [int(i) for i in ids.split(";") if i]
     if not doc["data"]:
         doc["duckdb_rows"] = 0
     elif output.startswith("s3://"):

@@ -75,6 +75,7 @@ pub fn records<'a>(values: &'a [Vec<u8>]) -> Vec<KafkaRecord<'a>> {
             key: None,
             value: Some(value),
             headers: &[],
+            schema_id: None,
         })
         .collect()
 }

@@ -5,7 +5,15 @@ wit_bindgen::generate!({
     world: "plugin",
 });
 
+use std::cell::RefCell;
+
+use guest_enrich::Writers;
+use lineage::plugin::schemas::writer_schema;
 use lineage::plugin::types::{Column, ColumnType, Value};
+
+thread_local! {
+    static WRITERS: RefCell<Writers> = RefCell::default();
+}
 
 struct Pseudonymize;
 
@@ -37,8 +45,12 @@ impl Guest for Pseudonymize {
     fn process(records: Vec<KafkaRecord>) -> Vec<Outcome> {
         records
             .into_iter()
-            .map(
-                |record| match crate::pseudonymize(record.value.as_deref(), record.timestamp) {
+            .map(|record| {
+                match WRITERS
+                    .with_borrow_mut(|w| w.of(record.schema_id, writer_schema))
+                    .and_then(|w| {
+                        crate::pseudonymize_with(record.value.as_deref(), w, record.timestamp)
+                    }) {
                     Ok((user_key, timestamp)) => Outcome::Keep(vec![
                         Value::String(user_key),
                         Value::Int64(timestamp),
@@ -47,8 +59,8 @@ impl Guest for Pseudonymize {
                         Value::Int64(record.offset),
                     ]),
                     Err(reason) => Outcome::Drop(reason),
-                },
-            )
+                }
+            })
             .collect()
     }
 }

@@ -43,7 +43,16 @@ pub fn pseudonymize(
     value: Option<&[u8]>,
     kafka_timestamp: Option<i64>,
 ) -> Result<(String, i64), String> {
-    let event = guest_enrich::enrich(value)?;
+    pseudonymize_with(value, guest_enrich::Writer::Same, kafka_timestamp)
+}
+
+/// [`pseudonymize`] for a value written with `writer`.
+pub fn pseudonymize_with(
+    value: Option<&[u8]>,
+    writer: guest_enrich::Writer,
+    kafka_timestamp: Option<i64>,
+) -> Result<(String, i64), String> {
+    let event = guest_enrich::enrich_with(value, writer)?;
     if let Some(kafka) = kafka_timestamp {
         let ahead = event.timestamp - kafka;
         if ahead > MAX_AHEAD_MS {

@@ -5,15 +5,17 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::rss::peak_rss;
 use crate::cli::CommandError;
 use crate::commit::{Claimed, OffsetRange, PluginStamp, Prepared, Wanted};
-use crate::fixtures::value;
+use crate::fixtures::{self, SchemaIds};
 use crate::partition::TopicPartition;
 use crate::pipeline::{Parts, RunSettings};
 use crate::plugin::PluginWorker;
+use crate::registry::{InputFormat, Reader, RegistrySettings};
 use crate::retry::Deadline;
 use crate::setting;
 use crate::sink::{PartitionSink, SinkContext};
@@ -38,6 +40,12 @@ pub struct PipelineBenchArgs {
     #[arg(long, env = "BENCH_INVALID_SHARE", default_value_t = 0.05)]
     pub invalid_share: f64,
 
+    /// `confluent`: values in the Confluent wire format, v1 and v2 of the
+    /// writer schema interleaved, as `lineage generate --schema-registry`
+    /// writes them (their schemas are preloaded: no registry is asked).
+    #[arg(long = "input-format", value_enum, default_value_t = InputFormat::Avro)]
+    pub input_format: InputFormat,
+
     /// Where to write; a temporary directory by default.
     #[arg(long, env = "BENCH_DIR")]
     pub dir: Option<PathBuf>,
@@ -54,7 +62,12 @@ pub fn pipeline(args: PipelineBenchArgs, out: &mut impl Write) -> Result<(), Com
         }
     };
     let settings = settings(&args, &dir);
-    let mut parts = Parts::open(&settings, Deadline::default(), 1)?;
+    let mut parts = Parts::open(&settings, Deadline::default(), 1, &Arc::default())?;
+    if let Some(registry) = parts.reader.registry() {
+        registry.preload(IDS.v1, Some(fixtures::INPUT_SCHEMA));
+        registry.preload(IDS.v2, Some(fixtures::INPUT_SCHEMA_V2));
+        registry.preload(fixtures::UNKNOWN_SCHEMA_ID, None);
+    }
     let partitions: Vec<TopicPartition> = (0..args.partitions)
         .map(|p| TopicPartition {
             topic: "bench".into(),
@@ -93,8 +106,17 @@ fn settings(args: &PipelineBenchArgs, dir: &std::path::Path) -> RunSettings {
         properties: Vec::new(),
     };
     let paths = ["output", "dropped", "wal"].map(|name| dir.join(name).display().to_string());
-    RunSettings::new(kafka, paths, args.component.clone())
+    let mut settings = RunSettings::new(kafka, paths, args.component.clone());
+    settings.input_format = args.input_format;
+    if args.input_format.framed() {
+        // Never asked: every id the bench frames with is preloaded.
+        settings.registry = Some(RegistrySettings::new("http://registry.invalid"));
+    }
+    settings
 }
+
+/// The ids the bench frames values with.
+const IDS: SchemaIds = SchemaIds { v1: 1, v2: 2 };
 
 fn run_error(e: impl Into<crate::pipeline::RunError>) -> CommandError {
     CommandError::Run(Box::new(e.into()))
@@ -102,6 +124,7 @@ fn run_error(e: impl Into<crate::pipeline::RunError>) -> CommandError {
 
 /// The plugin and the partitions' sinks, fed from memory.
 struct Feed {
+    reader: Reader,
     cx: SinkContext,
     worker: PluginWorker,
     partitions: Vec<TopicPartition>,
@@ -124,6 +147,7 @@ impl Feed {
     ) -> Self {
         let claims: Vec<u64> = partitions.iter().map(|tp| claimed[tp].seq).collect();
         Self {
+            reader: parts.reader.clone(),
             cx: parts.sink_context(settings),
             worker: PluginWorker::new(parts.plugin.clone()),
             sinks: partitions
@@ -153,7 +177,11 @@ impl Feed {
                 let seq = (produced + i) as u64;
                 let kind = crate::cli::generate::kind_of(seq, args.invalid_share);
                 let ts = base_ts + (seq as i64 % 60_000);
-                fetched.push(self.next[p], Some(ts), None, Some(&value(kind, seq, ts)));
+                let value = match args.input_format.framed() {
+                    true => fixtures::framed_value(kind, seq, ts, IDS),
+                    false => fixtures::value(kind, seq, ts),
+                };
+                fetched.push(self.next[p], Some(ts), None, Some(&value));
                 self.next[p] += 1;
             }
             let started = Instant::now();
@@ -166,8 +194,13 @@ impl Feed {
 
     fn write(&mut self, p: usize, fetched: &Fetched) -> Result<usize, CommandError> {
         let headers = fetched.header_views();
-        let records = fetched.records(&headers);
-        let outcomes = self.worker.process(&records)?;
+        let mut records = fetched.records(&headers);
+        let outcomes = if self.reader.is_bare() {
+            self.worker.process(&records)?
+        } else {
+            let read = self.reader.read(&mut records).map_err(run_error)?;
+            self.worker.process_except(&read.bodies, &read.refused)?
+        };
         self.sinks[p]
             .write(&self.cx, 1, &records, &outcomes)
             .map_err(run_error)?;
@@ -229,7 +262,7 @@ fn report(
 ) -> String {
     let bytes: u64 = files.iter().map(|f| f.bytes).sum();
     format!(
-        "pipeline bench (no Kafka): {} | {} records over {} partitions, {:.0}% invalid | one thread\n\
+        "pipeline bench (no Kafka): {} | {} records over {} partitions, {:.0}% invalid, {:?} input | one thread\n\
          \n\
          records/s           {:>12.0}\n\
          ns/record           {:>12.0}\n\
@@ -241,6 +274,7 @@ fn report(
         args.records,
         args.partitions,
         args.invalid_share * 100.0,
+        args.input_format,
         args.records as f64 / busy.as_secs_f64(),
         busy.as_nanos() as f64 / args.records as f64,
         kept,

@@ -63,6 +63,7 @@ pub fn plugin(args: PluginBenchArgs, out: &mut impl Write) -> Result<(), Command
             key: None,
             value: Some(v),
             headers: &[],
+            schema_id: None,
         })
         .collect();
     let avg_bytes = values.iter().map(Vec::len).sum::<usize>() / n;

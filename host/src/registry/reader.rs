@@ -1,0 +1,86 @@
+//! A batch's values as the plugin is to see them: framing taken off, the
+//! schema id set, and the records the host refuses set aside with their
+//! reason.
+
+use std::sync::Arc;
+
+use super::cache::{Lookup, Registry};
+use super::error::RegistryError;
+use super::framing::{Framed, InputFormat, unframe};
+use crate::plugin::KafkaRecord;
+
+/// How a run reads its values.
+#[derive(Clone)]
+pub struct Reader {
+    format: InputFormat,
+    registry: Option<Arc<Registry>>,
+}
+
+/// A batch, read.
+pub struct Unframed<'a> {
+    /// What the plugin is given: values without their framing.
+    pub bodies: Vec<KafkaRecord<'a>>,
+    /// Indices (ascending) of the records the host drops, with the reason;
+    /// they are not in `bodies`.
+    pub refused: Vec<(usize, String)>,
+}
+
+impl Reader {
+    /// `auto` without a registry reads everything bare.
+    pub fn new(format: InputFormat, registry: Option<Arc<Registry>>) -> Self {
+        let format = match (format, &registry) {
+            (InputFormat::Auto, None) => InputFormat::Avro,
+            (format, _) => format,
+        };
+        Self { format, registry }
+    }
+
+    pub fn bare() -> Self {
+        Self::new(InputFormat::Avro, None)
+    }
+
+    pub fn registry(&self) -> Option<&Arc<Registry>> {
+        self.registry.as_ref()
+    }
+
+    pub fn is_bare(&self) -> bool {
+        self.format == InputFormat::Avro
+    }
+
+    /// Sets each framed record's schema id in `records` (which keep their
+    /// whole value, for the dropped output) and answers what the plugin
+    /// gets. Waits out a registry outage; never refuses a record for one.
+    pub fn read<'a>(&self, records: &mut [KafkaRecord<'a>]) -> Result<Unframed<'a>, RegistryError> {
+        let mut out = Unframed {
+            bodies: Vec::with_capacity(records.len()),
+            refused: Vec::new(),
+        };
+        for (i, record) in records.iter_mut().enumerate() {
+            match unframe(self.format, record.value) {
+                Framed::Bare => out.bodies.push(record.clone()),
+                Framed::Bad(problem) => out.refused.push((i, problem.to_string())),
+                Framed::Framed { id, body } => {
+                    record.schema_id = Some(id);
+                    match self.lookup(id)? {
+                        Lookup::Known => out.bodies.push(KafkaRecord {
+                            value: Some(body),
+                            ..record.clone()
+                        }),
+                        Lookup::Refused(reason) => out.refused.push((i, reason)),
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn lookup(&self, id: u32) -> Result<Lookup, RegistryError> {
+        match &self.registry {
+            Some(registry) => registry.lookup(id),
+            None => Err(RegistryError::Config {
+                setting: crate::setting::SCHEMA_REGISTRY_URL,
+                problem: "INPUT_FORMAT=confluent needs a schema registry".to_owned(),
+            }),
+        }
+    }
+}
