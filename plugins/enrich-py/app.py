@@ -180,6 +180,24 @@ def named(schema, names: dict) -> None:
                 named(schema[key], names)
 
 
+def readable(schema):
+    """Why InputEvent cannot read what `schema` wrote, or None."""
+    if not isinstance(schema, dict) or schema.get("type") != "record":
+        return "the writer schema is not a record"
+    if schema["name"].split(".")[-1] != "InputEvent":
+        return f"the writer's record is named {schema['name']!r}, not InputEvent"
+    fields = {}
+    for f in schema["fields"]:
+        t = f["type"]
+        fields[f["name"]] = t.get("type") if isinstance(t, dict) else t
+    for name, readable_as in (("uuid", ("string", "bytes")), ("timestamp", ("int", "long"))):
+        if name not in fields:
+            return f"field '{name}' is not in the writer schema, and InputEvent gives it no default"
+        if fields[name] not in readable_as:
+            return f"field '{name}': a {fields[name]!r} cannot be read as {readable_as[0] if name == 'uuid' else 'long'!r}"
+    return None
+
+
 class Writer:
     """A writer schema InputEvent can read, or the reason it cannot."""
 
@@ -194,30 +212,35 @@ class Writer:
         except ValueError as e:
             self.problem = prefix + f"the writer schema does not parse: {e}"
             return
-        fields = {}
-        for f in schema.get("fields", []) if isinstance(schema, dict) else []:
-            t = f["type"]
-            fields[f["name"]] = t.get("type") if isinstance(t, dict) else t
         cannot = prefix + "com.lineage.InputEvent cannot read what it wrote: "
-        for name, readable in (("uuid", ("string",)), ("timestamp", ("int", "long"))):
-            if name not in fields:
-                self.problem = cannot + f"field '{name}' is not in the writer schema, and InputEvent gives it no default"
-                return
-            if fields[name] not in readable:
-                self.problem = cannot + f"field '{name}': a {fields[name]!r} cannot be read as {readable[-1]!r}"
-                return
+        try:
+            self.problem = readable(schema)
+        except (KeyError, TypeError, AttributeError) as e:
+            self.problem = prefix + f"the writer schema is not a valid Avro schema: {e!r}"
+        if self.problem:
+            self.problem = cannot + self.problem if not self.problem.startswith(prefix) else self.problem
+            return
         self.schema = schema
         named(schema, self.names)
 
     def decode(self, data: bytes) -> tuple[str, int]:
         if self.problem:
             raise Drop(self.problem)
-        record, pos = read_as(self.schema, data, 0, self.names)
+        try:
+            record, pos = read_as(self.schema, data, 0, self.names)
+        except (KeyError, TypeError, IndexError) as e:
+            raise Drop(f"avro: the writer schema does not describe this value: {e!r}")
         if pos != len(data):
             raise Drop(
                 f"avro: {len(data) - pos} unexpected bytes after the record, which ends at byte {pos}"
             )
-        return record["uuid"], record["timestamp"]
+        uuid = record["uuid"]
+        if isinstance(uuid, bytes):
+            try:
+                uuid = uuid.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise Drop(f"avro: string is not UTF-8 ({e.reason})")
+        return uuid, record["timestamp"]
 
 
 WRITERS: dict[int, Writer] = {}

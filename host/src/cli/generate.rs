@@ -164,8 +164,11 @@ pub fn generate(
             );
         }
     }
+    // As long as librdkafka itself waits for a delivery
+    // (message.timeout.ms, 5 minutes by default): a busy broker is slow,
+    // not gone.
     producer
-        .flush(Duration::from_secs(60))
+        .flush(Duration::from_secs(300))
         .map_err(SourceError::Kafka)?;
     out.failed = producer.context().failed.load(Ordering::Relaxed);
     Ok(out)

@@ -244,7 +244,9 @@ impl InputArgs {
             .as_deref()
             .filter(|u| !u.is_empty())?;
         let mut settings = RegistrySettings::new(url);
-        settings.user_info = self.user_info.clone();
+        if self.user_info.is_some() {
+            settings.user_info = self.user_info.clone();
+        }
         settings.ca_file = self.ca_location.clone();
         settings.cache_dir = self
             .schema_cache_dir

@@ -120,7 +120,9 @@ async fn subjects(args: &TraceArgs, id: u32) -> Option<Vec<SchemaSubject>> {
         return Some(Vec::new());
     };
     let mut settings = RegistrySettings::new(url);
-    settings.user_info = args.user_info.clone();
+    if args.user_info.is_some() {
+        settings.user_info = args.user_info.clone();
+    }
     let answer = match Client::new(&settings) {
         Ok(client) => client.versions(id).await,
         Err(e) => Err(e),

@@ -72,7 +72,7 @@ impl Plugin {
         &self.schema
     }
 
-    pub(super) fn runtime(&self) -> &Arc<PluginRuntime> {
+    pub fn runtime(&self) -> &Arc<PluginRuntime> {
         &self.runtime
     }
 

@@ -55,12 +55,14 @@ impl Registry {
             let name: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
             dir.join(name)
         });
-        if let Some(dir) = &cache_dir {
-            std::fs::create_dir_all(dir).map_err(|e| RegistryError::Config {
-                setting: crate::setting::SCHEMA_CACHE_DIR,
-                problem: format!("cannot create {}: {e}", dir.display()),
-            })?;
-        }
+        // The cache only saves fetches: without one, memory serves.
+        let cache_dir = cache_dir.filter(|dir| match std::fs::create_dir_all(dir) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(path = %dir.display(), error = %e, "SCHEMA_CACHE_DIR cannot be created; writer schemas are kept in memory only, and a restart fetches them again");
+                false
+            }
+        });
         Ok(Self {
             client: Client::new(settings)?,
             cache_dir,
@@ -91,6 +93,9 @@ impl Registry {
         if let Some(schema) = self.read_cached(id) {
             self.schemas.insert(id, schema.into());
             return Ok(Lookup::Known);
+        }
+        if self.cached_missing(id) {
+            return Ok(self.learn(id, Answer::Missing));
         }
         let answer = self.fetch(id)?;
         Ok(self.learn(id, answer))
@@ -139,7 +144,10 @@ impl Registry {
                 self.schemas.insert(id, schema.into());
                 return Lookup::Known;
             }
-            Answer::Missing => format!("schema registry: no schema with id {id}"),
+            Answer::Missing => {
+                self.write_missing(id);
+                format!("schema registry: no schema with id {id}")
+            }
             Answer::OtherType(kind) => {
                 format!("schema registry: schema {id} is a {kind} schema, not Avro")
             }
@@ -156,6 +164,27 @@ impl Registry {
         self.cache_dir
             .as_ref()
             .map(|dir| dir.join(format!("{id}.avsc")))
+    }
+
+    /// A 40403 is kept too, so that a restart decides the id's records as
+    /// the first run did (a registry that learns the id later does not
+    /// change what was already dropped, nor what a replay drops).
+    fn missing_path(&self, id: u32) -> Option<PathBuf> {
+        self.cache_dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{id}.missing")))
+    }
+
+    fn cached_missing(&self, id: u32) -> bool {
+        self.missing_path(id).is_some_and(|p| p.exists())
+    }
+
+    fn write_missing(&self, id: u32) {
+        if let Some(path) = self.missing_path(id)
+            && let Err(e) = write_atomically(&path, "40403\n")
+        {
+            tracing::warn!(path = %path.display(), error = %e, "cannot keep a registry's \"no such schema\" on disk");
+        }
     }
 
     fn read_cached(&self, id: u32) -> Option<String> {
@@ -177,7 +206,8 @@ impl Registry {
 }
 
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let incoming = path.with_extension(format!("incoming-{}", std::process::id()));
+    // Unique per writer: pods sharing a volume are all PID 1.
+    let incoming = path.with_extension(format!("incoming-{}", uuid::Uuid::new_v4().simple()));
     std::fs::write(&incoming, text)?;
     std::fs::File::open(&incoming)?.sync_all()?;
     std::fs::rename(&incoming, path)

@@ -11,14 +11,14 @@ pub struct UserInfo {
 }
 
 impl UserInfo {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        match text.split_once(':') {
-            Some((user, password)) if !user.is_empty() => Ok(Self {
-                user: user.to_owned(),
-                password: password.to_owned(),
-            }),
-            _ => Err("expected user:password".to_owned()),
-        }
+    /// Never fails: an error would echo the secret (clap prints a refused
+    /// value). Text without a colon is a user with an empty password.
+    pub fn parse(text: &str) -> Result<Self, std::convert::Infallible> {
+        let (user, password) = text.split_once(':').unwrap_or((text, ""));
+        Ok(Self {
+            user: user.to_owned(),
+            password: password.to_owned(),
+        })
     }
 
     pub(super) fn password(&self) -> &str {
@@ -45,10 +45,27 @@ pub struct RegistrySettings {
 }
 
 impl RegistrySettings {
+    /// Credentials written into the URL (`https://user:pw@host`) move to
+    /// `user_info`, so that the URL, which errors and logs print, never
+    /// holds them.
     pub fn new(url: &str) -> Self {
+        let url = url.trim_end_matches('/');
+        let (url, user_info) = match url.split_once("://") {
+            Some((scheme, rest)) => {
+                let authority = rest.split('/').next().unwrap_or(rest);
+                match authority.rsplit_once('@') {
+                    Some((info, host)) => (
+                        format!("{scheme}://{host}{}", &rest[authority.len()..]),
+                        UserInfo::parse(info).ok(),
+                    ),
+                    None => (url.to_owned(), None),
+                }
+            }
+            None => (url.to_owned(), None),
+        };
         Self {
-            url: url.trim_end_matches('/').to_owned(),
-            user_info: None,
+            url,
+            user_info,
             ca_file: None,
             cache_dir: None,
         }
@@ -71,6 +88,10 @@ mod tests {
         assert!(shown.contains("svc-lineage:<redacted>"), "{shown}");
         assert_eq!(settings.url, "http://127.0.0.1:8081");
         assert!(UserInfo::parse("no-colon").is_err());
+        let inline = RegistrySettings::new("https://svc:pw%40x@registry.example:8081/prefix/");
+        assert_eq!(inline.url, "https://registry.example:8081/prefix");
+        assert_eq!(inline.user_info.as_ref().unwrap().user, "svc");
+        assert!(!format!("{inline:?}").contains("pw%40x"));
         assert!(UserInfo::parse(":pw").is_err());
     }
 }

@@ -100,6 +100,111 @@ fn the_python_plugin_keeps_and_drops_exactly_what_the_rust_one_does() {
     assert!(kept > 250, "{kept}");
 }
 
+/// Writer schemas of framed values, by id: v1 and v2, and ones InputEvent
+/// cannot read (a missing field, a retyped one, another record's name).
+const WRITERS: [(u32, &str); 5] = [
+    (
+        3,
+        r#"{"type":"record","name":"InputEvent","fields":[{"name":"uuid","type":"string"}]}"#,
+    ),
+    (
+        4,
+        r#"{"type":"record","name":"InputEvent","fields":[{"name":"uuid","type":"string"},{"name":"timestamp","type":"string"}]}"#,
+    ),
+    (
+        5,
+        r#"{"type":"record","name":"Click","fields":[{"name":"uuid","type":"string"},{"name":"timestamp","type":"long"}]}"#,
+    ),
+    (
+        6,
+        r#"{"type":"record","name":"InputEvent","fields":[{"name":"legacy","type":{"type":"map","values":"int"}},{"name":"uuid","type":"string"},{"name":"timestamp","type":"int"}]}"#,
+    ),
+    (
+        7,
+        r#"{"type":"record","name":"InputEvent","fields":[{"name":"uuid","type":"bytes"},{"name":"timestamp","type":"long"}]}"#,
+    ),
+];
+
+/// Framed values resolved against InputEvent: both plugins read v1 and v2
+/// and refuse the same writer schemas, naming the id.
+#[test]
+fn the_python_plugin_resolves_writer_schemas_as_the_rust_one_does() {
+    let ids = fixtures::SchemaIds { v1: 1, v2: 2 };
+    let mut framed: Vec<(u32, Vec<u8>)> = (0..60)
+        .map(|n| {
+            let kind = if n % 10 == 9 {
+                EventKind::BadUuid
+            } else {
+                EventKind::Valid
+            };
+            let value = fixtures::framed_value(kind, n, TS, ids);
+            (
+                u32::from_be_bytes(value[1..5].try_into().unwrap()),
+                value[5..].to_vec(),
+            )
+        })
+        .collect();
+    let uuid = fixtures::uuid_for(1).to_string();
+    for (id, _) in WRITERS {
+        // Avro writes an int as a long and bytes as a string; id 6 leads
+        // with an empty map.
+        let body = match id {
+            6 => [&[0u8][..], &fixtures::encode(&uuid, 1_700_000_000)].concat(),
+            _ => fixtures::encode(&uuid, TS),
+        };
+        framed.push((id, body));
+    }
+    let values: Vec<Option<Vec<u8>>> = framed.iter().map(|(_, v)| Some(v.clone())).collect();
+    let mut records = records(&values);
+    for (record, (id, _)) in records.iter_mut().zip(&framed) {
+        record.schema_id = Some(*id);
+    }
+    let outcomes = |path: &Path| {
+        let plugin = load(path, config());
+        let schemas = plugin.runtime().schemas();
+        schemas.insert(1, fixtures::INPUT_SCHEMA.into());
+        schemas.insert(2, fixtures::INPUT_SCHEMA_V2.into());
+        for (id, json) in WRITERS {
+            schemas.insert(id, json.into());
+        }
+        PluginWorker::new(plugin).process(&records).unwrap()
+    };
+    let (from_python, from_rust) = (
+        outcomes(&components().enrich_py),
+        outcomes(&components().enrich),
+    );
+    let mut kept = 0;
+    for (i, (p, r)) in from_python.iter().zip(from_rust.iter()).enumerate() {
+        match (p, r) {
+            (OutcomeRef::Keep(p), OutcomeRef::Keep(r)) => {
+                assert_eq!(format!("{p:?}"), format!("{r:?}"), "record {i}");
+                kept += 1;
+            }
+            (OutcomeRef::Drop(p), OutcomeRef::Drop(r)) => {
+                assert_eq!(class(p), class(r), "record {i}: {p} / {r}");
+            }
+            (p, r) => panic!(
+                "record {i} (schema {}): python {p:?}, rust {r:?}",
+                framed[i].0
+            ),
+        }
+    }
+    // v1 and v2 alike, and bytes read as a string (id 7). The writer with
+    // an extra map and an int timestamp is read, and dropped for its
+    // implausible value, not its schema.
+    assert_eq!(kept, 54 + 1, "{kept}");
+    let OutcomeRef::Drop(reason) = from_rust.get(63).unwrap() else {
+        panic!("schema 6 kept")
+    };
+    assert!(reason.starts_with("timestamp: 1700000000 "), "{reason}");
+    for (i, id) in [(60, 3), (61, 4), (62, 5)] {
+        let OutcomeRef::Drop(reason) = from_rust.get(i).unwrap() else {
+            panic!("schema {id} kept")
+        };
+        assert!(reason.starts_with(&format!("schema id {id}: ")), "{reason}");
+    }
+}
+
 #[test]
 fn pseudonymize_replaces_the_id_with_its_keyed_hash_and_applies_the_rule() {
     let plugin = load(&components().pseudonymize, config());
