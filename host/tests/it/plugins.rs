@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use lineage::fixtures::{self, EventKind};
-use lineage::plugin::{ColumnType, KafkaRecord, OutcomeRef, PluginWorker, ValueRef};
+use lineage::plugin::{ColumnType, KafkaRecord, OutcomeRef, Outcomes, PluginWorker, ValueRef};
 use serde_json::Value as Json;
 
 use crate::support::{components, config, load};
@@ -60,6 +60,26 @@ fn class(reason: &str) -> &str {
     reason.split(':').next().unwrap_or_default()
 }
 
+/// Python's and Rust's outcomes agree record by record: the same kept rows,
+/// drops of the same reason class. Returns how many were kept.
+fn same_outcomes(from_python: &Outcomes, from_rust: &Outcomes) -> usize {
+    assert_eq!(from_python.len(), from_rust.len());
+    let mut kept = 0;
+    for (i, (p, r)) in from_python.iter().zip(from_rust.iter()).enumerate() {
+        match (p, r) {
+            (OutcomeRef::Keep(p), OutcomeRef::Keep(r)) => {
+                assert_eq!(format!("{p:?}"), format!("{r:?}"), "record {i}");
+                kept += 1;
+            }
+            (OutcomeRef::Drop(p), OutcomeRef::Drop(r)) => {
+                assert_eq!(class(p), class(r), "record {i}: {p} / {r}");
+            }
+            (p, r) => panic!("record {i}: python {p:?}, rust {r:?}"),
+        }
+    }
+    kept
+}
+
 #[test]
 fn the_python_plugin_keeps_and_drops_exactly_what_the_rust_one_does() {
     let python = load(&components().enrich_py, config());
@@ -84,19 +104,7 @@ fn the_python_plugin_keeps_and_drops_exactly_what_the_rust_one_does() {
     let from_python = PluginWorker::new(python).process(&records).unwrap();
     let from_rust = PluginWorker::new(rust).process(&records).unwrap();
     assert_eq!(from_python.len(), records.len());
-    let mut kept = 0;
-    for (i, (p, r)) in from_python.iter().zip(from_rust.iter()).enumerate() {
-        match (p, r) {
-            (OutcomeRef::Keep(p), OutcomeRef::Keep(r)) => {
-                assert_eq!(format!("{p:?}"), format!("{r:?}"), "record {i}");
-                kept += 1;
-            }
-            (OutcomeRef::Drop(p), OutcomeRef::Drop(r)) => {
-                assert_eq!(class(p), class(r), "record {i}: {p} / {r}");
-            }
-            (p, r) => panic!("record {i}: python {p:?}, rust {r:?}"),
-        }
-    }
+    let kept = same_outcomes(&from_python, &from_rust);
     assert!(kept > 250, "{kept}");
 }
 
@@ -173,22 +181,7 @@ fn the_python_plugin_resolves_writer_schemas_as_the_rust_one_does() {
         outcomes(&components().enrich_py),
         outcomes(&components().enrich),
     );
-    let mut kept = 0;
-    for (i, (p, r)) in from_python.iter().zip(from_rust.iter()).enumerate() {
-        match (p, r) {
-            (OutcomeRef::Keep(p), OutcomeRef::Keep(r)) => {
-                assert_eq!(format!("{p:?}"), format!("{r:?}"), "record {i}");
-                kept += 1;
-            }
-            (OutcomeRef::Drop(p), OutcomeRef::Drop(r)) => {
-                assert_eq!(class(p), class(r), "record {i}: {p} / {r}");
-            }
-            (p, r) => panic!(
-                "record {i} (schema {}): python {p:?}, rust {r:?}",
-                framed[i].0
-            ),
-        }
-    }
+    let kept = same_outcomes(&from_python, &from_rust);
     // v1 and v2 alike, and bytes read as a string (id 7). The writer with
     // an extra map and an int timestamp is read, and dropped for its
     // implausible value, not its schema.
