@@ -55,18 +55,28 @@ impl Reader {
             bodies: Vec::with_capacity(records.len()),
             refused: Vec::new(),
         };
+        // The ids of this batch, looked up once each: the registry's maps
+        // are behind locks shared by every worker.
+        let mut seen: Vec<(u32, Lookup)> = Vec::new();
         for (i, record) in records.iter_mut().enumerate() {
             match unframe(self.format, record.value) {
                 Framed::Bare => out.bodies.push(record.clone()),
                 Framed::Bad(problem) => out.refused.push((i, problem.to_string())),
                 Framed::Framed { id, body } => {
                     record.schema_id = Some(id);
-                    match self.lookup(id)? {
+                    let lookup = match seen.iter().find(|(seen, _)| *seen == id) {
+                        Some((_, lookup)) => lookup,
+                        None => {
+                            seen.push((id, self.lookup(id)?));
+                            &seen.last().expect("just pushed").1
+                        }
+                    };
+                    match lookup {
                         Lookup::Known => out.bodies.push(KafkaRecord {
                             value: Some(body),
                             ..record.clone()
                         }),
-                        Lookup::Refused(reason) => out.refused.push((i, reason)),
+                        Lookup::Refused(reason) => out.refused.push((i, reason.clone())),
                     }
                 }
             }
