@@ -561,7 +561,10 @@ pub fn check_topic<C: ConsumerContext>(
 /// A producer for the generator and tests.
 pub fn producer_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = client_config(settings);
+    // Idempotent, so that a request retried after a lost reply does not
+    // write record n twice: the generator's runs are checked record by record.
     config
+        .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .set("compression.type", "lz4")
         .set("queue.buffering.max.messages", "1000000");
