@@ -124,6 +124,13 @@ if ! "$venv/bin/python" -c "import confluent_kafka.schema_registry.avro, fastavr
     say "installing confluent-kafka[avro,schemaregistry] into $venv"
     "$venv/bin/pip" install --quiet --disable-pip-version-check "confluent-kafka[avro,schemaregistry]==2.16.1"
 fi
+# AWS's own MSK IAM signer: Lineage's tokens are compared with its tokens
+# (host/tests/it/msk_token.py).
+if ! "$venv/bin/python" -c "import aws_msk_iam_sasl_signer" 2>/dev/null; then
+    $check_only && die "aws-msk-iam-sasl-signer-python is missing from $venv"
+    say "installing aws-msk-iam-sasl-signer-python into $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "aws-msk-iam-sasl-signer-python==1.0.2"
+fi
 # componentize-py builds the Python plugin (scripts/build-plugins.sh).
 if [[ ! -x "$venv/bin/componentize-py" ]]; then
     $check_only && die "componentize-py is missing from $venv"
@@ -138,4 +145,4 @@ if ! "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.
     "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps docker-compose==1.29.2
 fi
 
-say "ready: $(rustc --version), wasm32-wasip2, tansu $TANSU_VERSION, garage $GARAGE_VERSION, pyarrow + duckdb + moto + helm SDK + confluent-kafka"
+say "ready: $(rustc --version), wasm32-wasip2, tansu $TANSU_VERSION, garage $GARAGE_VERSION, pyarrow + duckdb + moto + helm SDK + confluent-kafka + the MSK IAM signer"

@@ -3,8 +3,10 @@ rendered object against the Kubernetes API schema (strict).
 
     render.py CHART VALUES.yaml|- [VALUES.yaml|- ...]  ->  JSON on stdout
 
-`-` stands for the chart's defaults. A values file the chart's schema
-refuses gives {"schema_error": "..."} instead of documents.
+`-` stands for the chart's defaults; `a.yaml+b.yaml` layers b over a, as
+`helm -f a.yaml -f b.yaml` does (maps merge, anything else replaces). A
+values file the chart's schema refuses gives {"schema_error": "..."}
+instead of documents.
 """
 
 import json
@@ -17,11 +19,30 @@ import yaml
 KUBE_VERSION = "1.30.0"
 
 
+def merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load(values_file: str) -> dict:
+    if values_file == "-":
+        return {}
+    values = {}
+    for part in values_file.split("+"):
+        values = merged(values, yaml.safe_load(open(part)) or {})
+    return values
+
+
 def main() -> None:
     chart_dir = sys.argv[1]
     out = {}
     for values_file in sys.argv[2:]:
-        values = {} if values_file == "-" else (yaml.safe_load(open(values_file)) or {})
+        values = load(values_file)
         chart = helm.Chart.load(chart_dir)
         try:
             chart.validate_schema(values)

@@ -151,6 +151,7 @@ impl Cluster {
             bootstrap_servers: self.bootstrap.clone(),
             topic: TOPIC.into(),
             security_protocol: "PLAINTEXT".into(),
+            sasl_mechanism: None,
             properties: Vec::new(),
         }
     }

@@ -75,9 +75,19 @@ pub struct Generated {
 #[derive(Default)]
 struct Delivery {
     failed: AtomicU64,
+    msk_iam: Option<Arc<crate::source::MskIam>>,
 }
 
-impl ClientContext for Delivery {}
+impl ClientContext for Delivery {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        crate::source::oauth_token(self.msk_iam.as_deref())
+    }
+}
 
 impl ProducerContext for Delivery {
     type DeliveryOpaque = ();
@@ -114,12 +124,19 @@ pub fn generate(
 ) -> Result<Generated, GenerateError> {
     check(args)?;
     let settings = args.kafka.settings("");
+    let msk_iam = crate::source::msk_iam(&settings)?;
     let producer: BaseProducer<Delivery> = producer_config(&settings)
-        .create_with_context(Delivery::default())
+        .create_with_context(Delivery {
+            failed: AtomicU64::new(0),
+            msk_iam: msk_iam.clone(),
+        })
         .map_err(|e| SourceError::Config {
             setting: crate::setting::KAFKA_PROPERTIES,
             detail: e.to_string(),
         })?;
+    if let Some(iam) = &msk_iam {
+        crate::source::await_first_token(iam, |wait| producer.poll(wait))?;
+    }
     let partitions = partition_count(&producer, &settings)?;
     let ids = match &args.schema_registry {
         Some(url) => Some(register(url, &settings.topic)?),

@@ -33,6 +33,13 @@ pub struct KafkaArgs {
     )]
     pub security_protocol: String,
 
+    /// SASL mechanism: AWS_MSK_IAM signs SASL/OAUTHBEARER tokens from the
+    /// AWS credential chain (IRSA included) and implies SASL_SSL; PLAIN,
+    /// SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER go to librdkafka as
+    /// they are (with sasl.username and sasl.password in KAFKA_PROPERTIES).
+    #[arg(long = "kafka-sasl-mechanism", env = setting::KAFKA_SASL_MECHANISM)]
+    pub sasl_mechanism: Option<String>,
+
     /// Any librdkafka property as key=value, repeatable; in KAFKA_PROPERTIES
     /// comma-separated. Wins over Lineage's own settings.
     #[arg(long = "kafka-property", env = setting::KAFKA_PROPERTIES, value_delimiter = ',', value_parser = parse_property)]
@@ -262,6 +269,7 @@ impl KafkaArgs {
             bootstrap_servers: self.bootstrap_servers.clone(),
             topic: self.topic.clone(),
             security_protocol: self.security_protocol.clone(),
+            sasl_mechanism: self.sasl_mechanism.clone().filter(|m| !m.is_empty()),
             group_id: group_id.to_owned(),
             properties: self.properties.clone(),
         }
@@ -407,6 +415,7 @@ mod tests {
             bootstrap_servers: "k:9092".into(),
             topic: "t".into(),
             security_protocol: "PLAINTEXT".into(),
+            sasl_mechanism: None,
             group_id: "lineage".into(),
             properties: Vec::new(),
         };

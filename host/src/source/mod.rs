@@ -8,6 +8,7 @@
 //! each checkpoint, for lag monitoring only.
 
 mod fetched;
+pub mod msk_iam;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
 pub use fetched::Fetched;
+pub use msk_iam::MskIam;
 
 use crate::commit::{Claimed, OffsetReset, Wanted};
 use crate::error::{Blame, Classify};
@@ -33,6 +35,8 @@ pub struct KafkaSettings {
     pub bootstrap_servers: String,
     pub topic: String,
     pub security_protocol: String,
+    /// librdkafka's `sasl.mechanisms`, or [`msk_iam::MECHANISM`].
+    pub sasl_mechanism: Option<String>,
     pub group_id: String,
     /// librdkafka properties passed through as given; they win over ours.
     pub properties: Vec<(String, String)>,
@@ -49,6 +53,8 @@ pub enum SourceError {
     Unreachable { servers: String, source: KafkaError },
     #[error("KAFKA_TOPIC={topic}: {detail}")]
     Topic { topic: String, detail: String },
+    #[error("KAFKA_SASL_MECHANISM=AWS_MSK_IAM: {0}")]
+    MskIam(#[from] msk_iam::MskIamError),
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
 }
@@ -58,6 +64,7 @@ impl Classify for SourceError {
         match self {
             SourceError::Config { .. } | SourceError::Topic { .. } => Blame::User,
             SourceError::Unreachable { .. } | SourceError::Kafka(_) => Blame::Environment,
+            SourceError::MskIam(e) => e.blame(),
         }
     }
 }
@@ -85,9 +92,19 @@ pub trait Rebalance: Send + Sync + 'static {
 
 pub struct SourceContext {
     rebalance: Arc<dyn Rebalance>,
+    msk_iam: Option<Arc<MskIam>>,
 }
 
 impl ClientContext for SourceContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        oauth_token(self.msk_iam.as_deref())
+    }
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         match level {
             RDKafkaLogLevel::Emerg
@@ -451,9 +468,82 @@ fn client_config(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &settings.bootstrap_servers)
-        .set("security.protocol", &settings.security_protocol)
+        .set("security.protocol", security_protocol(settings))
         .set("client.id", "lineage");
+    match settings.sasl_mechanism.as_deref() {
+        None | Some("") => {}
+        Some(m) if m.eq_ignore_ascii_case(msk_iam::MECHANISM) => {
+            config.set("sasl.mechanisms", "OAUTHBEARER");
+        }
+        Some(m) => {
+            config.set("sasl.mechanisms", m);
+        }
+    }
     config
+}
+
+fn msk_iam_selected(settings: &KafkaSettings) -> bool {
+    settings
+        .sasl_mechanism
+        .as_deref()
+        .is_some_and(|m| m.eq_ignore_ascii_case(msk_iam::MECHANISM))
+}
+
+/// MSK's IAM listener (port 9098) is SASL over TLS: the protocol's default
+/// (PLAINTEXT) or SSL becomes SASL_SSL; SASL_PLAINTEXT stays as asked.
+fn security_protocol(settings: &KafkaSettings) -> &str {
+    let given = settings.security_protocol.as_str();
+    if msk_iam_selected(settings)
+        && (given.eq_ignore_ascii_case("PLAINTEXT") || given.eq_ignore_ascii_case("SSL"))
+    {
+        return "SASL_SSL";
+    }
+    given
+}
+
+/// The token signer when KAFKA_SASL_MECHANISM asks for MSK IAM.
+pub fn msk_iam(settings: &KafkaSettings) -> Result<Option<Arc<MskIam>>, SourceError> {
+    if !msk_iam_selected(settings) {
+        return Ok(None);
+    }
+    let aws_region = std::env::var("AWS_REGION")
+        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
+        .ok();
+    let region = msk_iam::region(&settings.bootstrap_servers, aws_region.as_deref())?;
+    Ok(Some(Arc::new(MskIam::from_env(region)?)))
+}
+
+/// What a client's refresh callback answers.
+pub fn oauth_token(
+    msk_iam: Option<&MskIam>,
+) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+    match msk_iam {
+        Some(iam) => iam.oauth_token(),
+        None => Err(format!(
+            "no token to give: KAFKA_SASL_MECHANISM={} signs them; for an OIDC provider set sasl.oauthbearer.method=oidc in KAFKA_PROPERTIES",
+            msk_iam::MECHANISM
+        )
+        .into()),
+    }
+}
+
+/// How long a new client may take to get its first token.
+const FIRST_TOKEN: Duration = Duration::from_secs(30);
+
+/// Serves a new client's token refresh until it holds a token: librdkafka
+/// asks inside `poll`, and nothing reaches the cluster before it has one.
+pub fn await_first_token(iam: &MskIam, mut poll: impl FnMut(Duration)) -> Result<(), SourceError> {
+    let deadline = std::time::Instant::now() + FIRST_TOKEN;
+    while iam.issued() == 0 {
+        if std::time::Instant::now() >= deadline {
+            return Err(msk_iam::MskIamError::NeverAsked(FIRST_TOKEN).into());
+        }
+        poll(Duration::from_millis(100));
+        if let Some(failure) = iam.take_failure() {
+            return Err(failure.into());
+        }
+    }
+    Ok(())
 }
 
 /// Consumer settings without the group: the pipeline adds its own, the
@@ -510,12 +600,25 @@ pub fn consumer(
     settings: &KafkaSettings,
     rebalance: Arc<dyn Rebalance>,
 ) -> Result<Arc<KafkaConsumer>, SourceError> {
+    let msk_iam = msk_iam(settings)?;
     let consumer: KafkaConsumer = group_config(settings)
-        .create_with_context(SourceContext { rebalance })
+        .create_with_context(SourceContext {
+            rebalance,
+            msk_iam: msk_iam.clone(),
+        })
         .map_err(|e| SourceError::Config {
             setting: crate::setting::KAFKA_PROPERTIES,
             detail: e.to_string(),
         })?;
+    if let Some(iam) = &msk_iam {
+        await_first_token(iam, |wait| {
+            consumer.poll(wait);
+        })?;
+        tracing::info!(
+            region = iam.region(),
+            "msk iam: authenticating with a signed token"
+        );
+    }
     check_topic(&consumer, settings)?;
     consumer
         .subscribe(&[&settings.topic])
@@ -604,6 +707,7 @@ mod tests {
             bootstrap_servers: "127.0.0.1:1".into(),
             topic: "t".into(),
             security_protocol: "PLAINTEXT".into(),
+            sasl_mechanism: None,
             group_id: "g".into(),
             properties: properties
                 .iter()
@@ -631,6 +735,131 @@ mod tests {
         );
         assert_eq!(offset_reset(&latest), OffsetReset::Latest);
         assert_eq!(offset_reset(&settings(&[])), OffsetReset::Unset);
+    }
+
+    struct Nothing;
+
+    impl Rebalance for Nothing {
+        fn assigned(&self, _: Vec<Wanted>) -> BTreeMap<TopicPartition, Claimed> {
+            BTreeMap::new()
+        }
+        fn revoked(&self, _: Vec<TopicPartition>) {}
+        fn lost(&self, _: Vec<TopicPartition>) {}
+        fn closing(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn msk_iam_means_oauthbearer_over_tls() {
+        let mut iam = settings(&[]);
+        iam.sasl_mechanism = Some("aws_msk_iam".into());
+        let config = group_config(&iam);
+        assert_eq!(config.get("sasl.mechanisms"), Some("OAUTHBEARER"));
+        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+        iam.security_protocol = "SASL_PLAINTEXT".into();
+        assert_eq!(
+            group_config(&iam).get("security.protocol"),
+            Some("SASL_PLAINTEXT")
+        );
+        let mut scram = settings(&[]);
+        scram.sasl_mechanism = Some("SCRAM-SHA-512".into());
+        scram.security_protocol = "SASL_SSL".into();
+        assert_eq!(
+            group_config(&scram).get("sasl.mechanisms"),
+            Some("SCRAM-SHA-512")
+        );
+        assert_eq!(group_config(&settings(&[])).get("sasl.mechanisms"), None);
+    }
+
+    /// A clock 895 s behind: every token expires 5 s after it is signed,
+    /// so librdkafka asks again after 4 (at 80 % of the lifetime).
+    fn late() -> std::time::SystemTime {
+        std::time::SystemTime::now() - (msk_iam::LIFETIME - Duration::from_secs(5))
+    }
+
+    #[test]
+    fn librdkafka_asks_for_a_token_at_start_and_again_before_it_expires() {
+        let credential = object_store::aws::AwsCredential {
+            key_id: "AKIDEXAMPLE".into(),
+            secret_key: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY".into(),
+            token: None,
+        };
+        let credentials = Arc::new(object_store::StaticCredentialProvider::new(credential));
+        let iam = Arc::new(MskIam::new("eu-west-1".into(), credentials, late));
+        let mut with_iam = settings(&[]);
+        with_iam.sasl_mechanism = Some(msk_iam::MECHANISM.into());
+        // Nothing listens there: the token is librdkafka's to ask for
+        // whether or not a broker answers.
+        with_iam.security_protocol = "SASL_PLAINTEXT".into();
+        let consumer: KafkaConsumer = group_config(&with_iam)
+            .create_with_context(SourceContext {
+                rebalance: Arc::new(Nothing),
+                msk_iam: Some(iam.clone()),
+            })
+            .expect("consumer");
+        await_first_token(&iam, |wait| {
+            consumer.poll(wait);
+        })
+        .expect("a first token");
+        assert_eq!(iam.issued(), 1);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while iam.issued() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "librdkafka asked {} times in 60 s for tokens that expire 5 s after signing",
+                iam.issued()
+            );
+            consumer.poll(Duration::from_millis(100));
+        }
+        assert!(iam.take_failure().is_none());
+    }
+
+    #[test]
+    fn a_signer_without_credentials_fails_the_start_naming_why() {
+        #[derive(Debug)]
+        struct Refusing;
+        #[async_trait::async_trait]
+        impl object_store::CredentialProvider for Refusing {
+            type Credential = object_store::aws::AwsCredential;
+            async fn get_credential(
+                &self,
+            ) -> object_store::Result<Arc<object_store::aws::AwsCredential>> {
+                Err(object_store::Error::Unauthenticated {
+                    path: String::new(),
+                    source: "the role may not be assumed".into(),
+                })
+            }
+        }
+        let iam = Arc::new(MskIam::new(
+            "eu-west-1".into(),
+            Arc::new(Refusing),
+            std::time::SystemTime::now,
+        ));
+        let mut with_iam = settings(&[]);
+        with_iam.sasl_mechanism = Some(msk_iam::MECHANISM.into());
+        with_iam.security_protocol = "SASL_PLAINTEXT".into();
+        let consumer: KafkaConsumer = group_config(&with_iam)
+            .create_with_context(SourceContext {
+                rebalance: Arc::new(Nothing),
+                msk_iam: Some(iam.clone()),
+            })
+            .expect("consumer");
+        let e = await_first_token(&iam, |wait| {
+            consumer.poll(wait);
+        })
+        .unwrap_err();
+        assert!(
+            matches!(e, SourceError::MskIam(msk_iam::MskIamError::Credentials(_))),
+            "{e:?}"
+        );
+        assert_eq!(e.blame(), Blame::Environment);
+        let text = crate::error::render(&e);
+        assert!(text.contains("the role may not be assumed"), "{text}");
+        assert!(
+            text.starts_with("KAFKA_SASL_MECHANISM=AWS_MSK_IAM"),
+            "{text}"
+        );
     }
 
     #[test]

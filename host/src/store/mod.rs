@@ -25,6 +25,7 @@ use object_store::{
     ClientConfigKey, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
 };
 
+pub use credentials::{chain as credential_chain, missing as missing_credentials};
 pub use uploads::OpenUploads;
 
 use futures::FutureExt;

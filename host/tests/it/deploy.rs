@@ -26,7 +26,8 @@ fn python_json(script: &str, args: &[String]) -> Json {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{script} JSON: {e}"))
 }
 
-/// values file → its lint report and rendered objects.
+/// values file → its lint report and rendered objects; `a.yaml+b.yaml`
+/// layers b over a, keyed by b.
 fn render(values: &[&str]) -> Json {
     let chart = repo_root().join("helm/lineage");
     let args: Vec<String> = std::iter::once(chart.display().to_string())
@@ -34,7 +35,10 @@ fn render(values: &[&str]) -> Json {
             if *v == "-" {
                 "-".to_owned()
             } else {
-                chart.join(v).display().to_string()
+                v.split('+')
+                    .map(|part| chart.join(part).display().to_string())
+                    .collect::<Vec<_>>()
+                    .join("+")
             }
         }))
         .collect();
@@ -87,7 +91,13 @@ fn lineage_container(release: &Json) -> &Json {
 
 #[test]
 fn every_values_file_lints_and_validates_against_the_kubernetes_schemas() {
-    let rendered = render(&["-", "values-local.yaml", "values-aws.yaml"]);
+    let rendered = render(&[
+        "-",
+        "values-local.yaml",
+        "values-aws.yaml",
+        "values-aws.yaml+values-aws-iam.yaml",
+    ]);
+    assert_eq!(rendered.as_object().unwrap().len(), 4);
     for (file, release) in rendered.as_object().unwrap() {
         let lint = &release["lint"];
         assert!(
@@ -225,6 +235,34 @@ fn the_aws_values_give_tls_to_msk_and_irsa_without_static_keys() {
     );
     assert_eq!(objects(release, "ServiceMonitor").len(), 1);
     assert!(objects(release, "Deployment").is_empty());
+}
+
+#[test]
+fn the_aws_iam_variant_signs_in_to_msk_with_the_pods_role() {
+    let rendered = render(&["values-aws.yaml+values-aws-iam.yaml"]);
+    let release = &rendered["values-aws-iam.yaml"];
+    let c = lineage_container(release);
+    assert_eq!(value(c, "KAFKA_SASL_MECHANISM"), "AWS_MSK_IAM");
+    assert_eq!(value(c, "KAFKA_SECURITY_PROTOCOL"), "SASL_SSL");
+    assert!(
+        value(c, "KAFKA_BOOTSTRAP_SERVERS")
+            .split(',')
+            .all(|b| b.ends_with(":9098")),
+        "MSK's IAM listener"
+    );
+    assert!(env(c, "AWS_ACCESS_KEY_ID").is_none(), "IRSA, not keys");
+    let account = one(release, "ServiceAccount", "lineage");
+    let role = account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"]
+        .as_str()
+        .unwrap();
+    assert!(role.starts_with("arn:aws:iam::"), "{role}");
+    // What it does not override stays as values-aws.yaml has it.
+    assert_eq!(
+        one(release, "StatefulSet", "lineage")["spec"]["replicas"],
+        3
+    );
+    let plain = &render(&["values-aws.yaml"])["values-aws.yaml"];
+    assert!(env(lineage_container(plain), "KAFKA_SASL_MECHANISM").is_none());
 }
 
 #[test]

@@ -595,6 +595,7 @@ pub fn generate_args(
             bootstrap_servers: broker.bootstrap.clone(),
             topic: topic.into(),
             security_protocol: "PLAINTEXT".into(),
+            sasl_mechanism: None,
             properties: test_producer_properties(),
         },
         rate,

@@ -102,6 +102,7 @@ fn settings(args: &PipelineBenchArgs, dir: &std::path::Path) -> RunSettings {
         bootstrap_servers: String::new(),
         topic: "bench".into(),
         security_protocol: "PLAINTEXT".into(),
+        sasl_mechanism: None,
         group_id: String::new(),
         properties: Vec::new(),
     };
