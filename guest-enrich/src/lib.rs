@@ -9,13 +9,15 @@ use std::collections::HashMap;
 use std::io::{Cursor, ErrorKind};
 use std::sync::LazyLock;
 
+pub use plan::Plan;
+
 use apache_avro::Schema;
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::schema_compatibility::SchemaCompatibility;
-use serde::Deserialize;
 
 #[cfg(all(target_family = "wasm", feature = "component"))]
 mod component;
+mod plan;
 #[cfg(target_family = "wasm")]
 pub mod slab;
 
@@ -53,23 +55,16 @@ pub enum ColumnKind {
 }
 
 /// A valid input event.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InputEvent {
     pub uuid: String,
     pub timestamp: i64,
 }
 
-static SCHEMA: LazyLock<Schema> =
+pub(crate) static SCHEMA: LazyLock<Schema> =
     LazyLock::new(|| Schema::parse_str(INPUT_SCHEMA).expect("input-event.avsc is valid Avro"));
 
-// Resolving the schema once, not per record, is most of the decode speed.
-static READER: LazyLock<GenericDatumReader<'static>> = LazyLock::new(|| {
-    apache_avro::util::max_allocation_bytes(MAX_AVRO_ALLOCATION);
-    GenericDatumReader::builder(&SCHEMA)
-        .human_readable(false)
-        .build()
-        .expect("input-event.avsc resolves")
-});
+static SAME: LazyLock<Plan> = LazyLock::new(Plan::input_event);
 
 /// How a value's bytes are read.
 #[derive(Clone, Copy)]
@@ -78,8 +73,11 @@ pub enum Writer {
     /// value whose writer schema is InputEvent's.
     Same,
     /// Written with another schema that Avro's resolution rules let
-    /// InputEvent read: fields InputEvent lacks are skipped, and int, long
-    /// and float promote as they allow.
+    /// InputEvent read: fields InputEvent lacks are skipped, and int and
+    /// bytes promote to long and string.
+    Planned(&'static Plan),
+    /// The same, for writer shapes the plan leaves to apache-avro's
+    /// generic reader (a named type used twice).
     Resolved(&'static GenericDatumReader<'static>),
 }
 
@@ -97,6 +95,10 @@ pub fn resolve(id: u32, writer_schema: Option<&str>) -> Result<Writer, String> {
         format!("schema id {id}: com.lineage.InputEvent cannot read what it wrote: {problem}")
     })?;
     // Once per id, for the life of the instance; ids are few.
+    if let Some(plan) = Plan::compile(&writer) {
+        return Ok(Writer::Planned(Box::leak(Box::new(plan))));
+    }
+    apache_avro::util::max_allocation_bytes(MAX_AVRO_ALLOCATION);
     let writer: &'static Schema = Box::leak(Box::new(writer));
     let reader = GenericDatumReader::builder(writer)
         .reader_schema(&SCHEMA)
@@ -179,8 +181,9 @@ pub fn enrich_with(value: Option<&[u8]>, writer: Writer) -> Result<InputEvent, S
         Some(bytes) => bytes,
     };
     let event = match writer {
-        Writer::Same => decode(&READER, bytes, |r, c| r.read_deser(c))?,
-        Writer::Resolved(reader) => decode(reader, bytes, read_resolved)?,
+        Writer::Same => SAME.read(bytes)?,
+        Writer::Planned(plan) => plan.read(bytes)?,
+        Writer::Resolved(reader) => decode(reader, bytes)?,
     };
     if !is_hyphenated_uuid(event.uuid.as_bytes())
         && let Err(e) = uuid::Uuid::parse_str(&event.uuid)
@@ -196,9 +199,8 @@ pub fn enrich_with(value: Option<&[u8]>, writer: Writer) -> Result<InputEvent, S
     Ok(event)
 }
 
-/// A datum resolved against InputEvent by Avro's rules (defaults,
-/// promotions, skipped fields), read out of the generic value: the serde
-/// path reads only a writer's own schema.
+/// A datum resolved against InputEvent by apache-avro's generic reader
+/// (defaults, promotions, skipped fields), for the writers no plan covers.
 fn read_resolved(
     reader: &GenericDatumReader<'_>,
     cursor: &mut Cursor<&[u8]>,
@@ -220,13 +222,9 @@ fn read_resolved(
     Ok(event)
 }
 
-fn decode(
-    reader: &GenericDatumReader<'_>,
-    bytes: &[u8],
-    read: impl Fn(&GenericDatumReader<'_>, &mut Cursor<&[u8]>) -> apache_avro::AvroResult<InputEvent>,
-) -> Result<InputEvent, String> {
+pub(crate) fn decode(reader: &GenericDatumReader<'_>, bytes: &[u8]) -> Result<InputEvent, String> {
     let mut cursor = Cursor::new(bytes);
-    let event: InputEvent = read(reader, &mut cursor).map_err(|e| {
+    let event: InputEvent = read_resolved(reader, &mut cursor).map_err(|e| {
         let at = cursor.position();
         if is_eof(&e) {
             format!("avro: unexpected end of input at byte {at}")
@@ -462,7 +460,7 @@ mod tests {
             ],
         );
         let w = resolve(2, Some(&json)).unwrap();
-        assert!(matches!(w, Writer::Resolved(_)));
+        assert!(matches!(w, Writer::Planned(_)));
         let event = enrich_with(Some(&bytes), w).unwrap();
         assert_eq!((event.uuid.as_str(), event.timestamp), (UUID, TS));
     }

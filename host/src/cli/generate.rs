@@ -75,7 +75,7 @@ pub struct Generated {
 #[derive(Default)]
 struct Delivery {
     failed: AtomicU64,
-    msk_iam: Option<Arc<crate::source::MskIam>>,
+    auth: crate::source::ClientAuth,
 }
 
 impl ClientContext for Delivery {
@@ -85,7 +85,7 @@ impl ClientContext for Delivery {
         &self,
         _: Option<&str>,
     ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        crate::source::oauth_token(self.msk_iam.as_deref())
+        self.auth.oauth_token()
     }
 }
 
@@ -124,19 +124,20 @@ pub fn generate(
 ) -> Result<Generated, GenerateError> {
     check(args)?;
     let settings = args.kafka.settings("");
-    let msk_iam = crate::source::msk_iam(&settings)?;
     let producer: BaseProducer<Delivery> = producer_config(&settings)
         .create_with_context(Delivery {
             failed: AtomicU64::new(0),
-            msk_iam: msk_iam.clone(),
+            auth: crate::source::ClientAuth::new(crate::source::msk_iam(&settings)?),
         })
         .map_err(|e| SourceError::Config {
             setting: crate::setting::KAFKA_PROPERTIES,
             detail: e.to_string(),
         })?;
-    if let Some(iam) = &msk_iam {
-        crate::source::await_first_token(iam, |wait| producer.poll(wait))?;
-    }
+    producer
+        .context()
+        .auth
+        .await_first_token(|wait| producer.poll(wait))
+        .map_err(SourceError::MskIam)?;
     let partitions = partition_count(&producer, &settings)?;
     let ids = match &args.schema_registry {
         Some(url) => Some(register(url, &settings.topic)?),

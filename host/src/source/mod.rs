@@ -22,7 +22,7 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
 pub use fetched::Fetched;
-pub use msk_iam::MskIam;
+pub use msk_iam::{ClientAuth, MskIam};
 
 use crate::commit::{Claimed, OffsetReset, Wanted};
 use crate::error::{Blame, Classify};
@@ -92,7 +92,7 @@ pub trait Rebalance: Send + Sync + 'static {
 
 pub struct SourceContext {
     rebalance: Arc<dyn Rebalance>,
-    msk_iam: Option<Arc<MskIam>>,
+    auth: ClientAuth,
 }
 
 impl ClientContext for SourceContext {
@@ -102,7 +102,7 @@ impl ClientContext for SourceContext {
         &self,
         _: Option<&str>,
     ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        oauth_token(self.msk_iam.as_deref())
+        self.auth.oauth_token()
     }
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
@@ -291,9 +291,24 @@ pub fn probe(settings: &KafkaSettings, tp: &TopicPartition, offset: i64) -> Prob
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "error");
-    let Ok(consumer) = config.create::<BaseConsumer>() else {
+    let Ok(auth) = msk_iam(settings).map(ClientAuth::new) else {
         return Probe::Unknown;
     };
+    let Ok(consumer) =
+        config.create_with_context::<_, BaseConsumer<PlainContext>>(PlainContext { auth })
+    else {
+        return Probe::Unknown;
+    };
+    if consumer
+        .context()
+        .auth
+        .await_first_token(|wait| {
+            consumer.poll(wait);
+        })
+        .is_err()
+    {
+        return Probe::Unknown;
+    }
     let mut tpl = TopicPartitionList::new();
     if tpl
         .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(offset))
@@ -501,50 +516,46 @@ fn security_protocol(settings: &KafkaSettings) -> &str {
     given
 }
 
-/// The token signer when KAFKA_SASL_MECHANISM asks for MSK IAM.
+/// The token signer when KAFKA_SASL_MECHANISM asks for MSK IAM: one per
+/// region for the whole process, so that every client (the group's
+/// consumer, the probes, the generator's producer) shares its credentials.
 pub fn msk_iam(settings: &KafkaSettings) -> Result<Option<Arc<MskIam>>, SourceError> {
+    static SIGNERS: std::sync::Mutex<BTreeMap<String, Arc<MskIam>>> =
+        std::sync::Mutex::new(BTreeMap::new());
     if !msk_iam_selected(settings) {
         return Ok(None);
     }
-    let aws_region = std::env::var("AWS_REGION")
-        .or_else(|_| std::env::var("AWS_DEFAULT_REGION"))
-        .ok();
+    let env = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+    let aws_region = env("AWS_REGION").or_else(|| env("AWS_DEFAULT_REGION"));
     let region = msk_iam::region(&settings.bootstrap_servers, aws_region.as_deref())?;
-    Ok(Some(Arc::new(MskIam::from_env(region)?)))
+    let mut signers = SIGNERS.lock().expect("not poisoned");
+    if let Some(signer) = signers.get(&region) {
+        return Ok(Some(signer.clone()));
+    }
+    let signer = Arc::new(MskIam::from_env(region.clone())?);
+    signers.insert(region, signer.clone());
+    Ok(Some(signer))
 }
 
-/// What a client's refresh callback answers.
-pub fn oauth_token(
-    msk_iam: Option<&MskIam>,
-) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-    match msk_iam {
-        Some(iam) => iam.oauth_token(),
-        None => Err(format!(
-            "no token to give: KAFKA_SASL_MECHANISM={} signs them; for an OIDC provider set sasl.oauthbearer.method=oidc in KAFKA_PROPERTIES",
-            msk_iam::MECHANISM
-        )
-        .into()),
+/// A client of the cluster outside the group (the probes): it only needs
+/// to sign in.
+#[derive(Default)]
+pub struct PlainContext {
+    pub auth: ClientAuth,
+}
+
+impl ClientContext for PlainContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn generate_oauth_token(
+        &self,
+        _: Option<&str>,
+    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        self.auth.oauth_token()
     }
 }
 
-/// How long a new client may take to get its first token.
-const FIRST_TOKEN: Duration = Duration::from_secs(30);
-
-/// Serves a new client's token refresh until it holds a token: librdkafka
-/// asks inside `poll`, and nothing reaches the cluster before it has one.
-pub fn await_first_token(iam: &MskIam, mut poll: impl FnMut(Duration)) -> Result<(), SourceError> {
-    let deadline = std::time::Instant::now() + FIRST_TOKEN;
-    while iam.issued() == 0 {
-        if std::time::Instant::now() >= deadline {
-            return Err(msk_iam::MskIamError::NeverAsked(FIRST_TOKEN).into());
-        }
-        poll(Duration::from_millis(100));
-        if let Some(failure) = iam.take_failure() {
-            return Err(failure.into());
-        }
-    }
-    Ok(())
-}
+impl ConsumerContext for PlainContext {}
 
 /// Consumer settings without the group: the pipeline adds its own, the
 /// benchmark's plain consumer uses them as they are.
@@ -600,24 +611,21 @@ pub fn consumer(
     settings: &KafkaSettings,
     rebalance: Arc<dyn Rebalance>,
 ) -> Result<Arc<KafkaConsumer>, SourceError> {
-    let msk_iam = msk_iam(settings)?;
     let consumer: KafkaConsumer = group_config(settings)
         .create_with_context(SourceContext {
             rebalance,
-            msk_iam: msk_iam.clone(),
+            auth: ClientAuth::new(msk_iam(settings)?),
         })
         .map_err(|e| SourceError::Config {
             setting: crate::setting::KAFKA_PROPERTIES,
             detail: e.to_string(),
         })?;
-    if let Some(iam) = &msk_iam {
-        await_first_token(iam, |wait| {
-            consumer.poll(wait);
-        })?;
-        tracing::info!(
-            region = iam.region(),
-            "msk iam: authenticating with a signed token"
-        );
+    let auth = &consumer.context().auth;
+    auth.await_first_token(|wait| {
+        consumer.poll(wait);
+    })?;
+    if let Some(iam) = auth.msk_iam() {
+        tracing::info!(region = iam.region(), "msk iam: signed in with a token");
     }
     check_topic(&consumer, settings)?;
     consumer
@@ -772,6 +780,20 @@ mod tests {
         assert_eq!(group_config(&settings(&[])).get("sasl.mechanisms"), None);
     }
 
+    /// A group consumer that signs in with `iam`. Nothing listens where it
+    /// points: librdkafka asks for tokens whether or not a broker answers.
+    fn iam_consumer(iam: Arc<MskIam>) -> KafkaConsumer {
+        let mut with_iam = settings(&[]);
+        with_iam.sasl_mechanism = Some(msk_iam::MECHANISM.into());
+        with_iam.security_protocol = "SASL_PLAINTEXT".into();
+        group_config(&with_iam)
+            .create_with_context(SourceContext {
+                rebalance: Arc::new(Nothing),
+                auth: ClientAuth::new(Some(iam)),
+            })
+            .expect("consumer")
+    }
+
     /// A clock 895 s behind: every token expires 5 s after it is signed,
     /// so librdkafka asks again after 4 (at 80 % of the lifetime).
     fn late() -> std::time::SystemTime {
@@ -787,32 +809,23 @@ mod tests {
         };
         let credentials = Arc::new(object_store::StaticCredentialProvider::new(credential));
         let iam = Arc::new(MskIam::new("eu-west-1".into(), credentials, late));
-        let mut with_iam = settings(&[]);
-        with_iam.sasl_mechanism = Some(msk_iam::MECHANISM.into());
-        // Nothing listens there: the token is librdkafka's to ask for
-        // whether or not a broker answers.
-        with_iam.security_protocol = "SASL_PLAINTEXT".into();
-        let consumer: KafkaConsumer = group_config(&with_iam)
-            .create_with_context(SourceContext {
-                rebalance: Arc::new(Nothing),
-                msk_iam: Some(iam.clone()),
-            })
-            .expect("consumer");
-        await_first_token(&iam, |wait| {
+        let consumer = iam_consumer(iam);
+        let auth = &consumer.context().auth;
+        auth.await_first_token(|wait| {
             consumer.poll(wait);
         })
         .expect("a first token");
-        assert_eq!(iam.issued(), 1);
+        assert_eq!(auth.handed(), 1);
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while iam.issued() < 3 {
+        while auth.handed() < 3 {
             assert!(
                 std::time::Instant::now() < deadline,
                 "librdkafka asked {} times in 60 s for tokens that expire 5 s after signing",
-                iam.issued()
+                auth.handed()
             );
             consumer.poll(Duration::from_millis(100));
         }
-        assert!(iam.take_failure().is_none());
+        assert!(auth.take_failure().is_none());
     }
 
     #[test]
@@ -836,19 +849,15 @@ mod tests {
             Arc::new(Refusing),
             std::time::SystemTime::now,
         ));
-        let mut with_iam = settings(&[]);
-        with_iam.sasl_mechanism = Some(msk_iam::MECHANISM.into());
-        with_iam.security_protocol = "SASL_PLAINTEXT".into();
-        let consumer: KafkaConsumer = group_config(&with_iam)
-            .create_with_context(SourceContext {
-                rebalance: Arc::new(Nothing),
-                msk_iam: Some(iam.clone()),
+        let consumer = iam_consumer(iam);
+        let e: SourceError = consumer
+            .context()
+            .auth
+            .await_first_token(|wait| {
+                consumer.poll(wait);
             })
-            .expect("consumer");
-        let e = await_first_token(&iam, |wait| {
-            consumer.poll(wait);
-        })
-        .unwrap_err();
+            .unwrap_err()
+            .into();
         assert!(
             matches!(e, SourceError::MskIam(msk_iam::MskIamError::Credentials(_))),
             "{e:?}"

@@ -9,8 +9,8 @@
 //! the callback runs inside `poll`, so a client is polled until it holds
 //! its first token before anything else talks to the cluster.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use aws_credential_types::Credentials;
@@ -45,7 +45,7 @@ const QUERY: &AsciiSet = &NON_ALPHANUMERIC
 #[derive(Debug, thiserror::Error)]
 pub enum MskIamError {
     #[error(
-        "no region: the bootstrap servers ({servers}) are not MSK hostnames (…kafka.<region>.amazonaws.com) and AWS_REGION is not set"
+        "no region: KAFKA_BOOTSTRAP_SERVERS={servers} names no MSK host (…kafka.<region>.amazonaws.com), and neither AWS_REGION nor AWS_DEFAULT_REGION is set"
     )]
     NoRegion { servers: String },
     #[error("cannot get AWS credentials: {0}")]
@@ -53,9 +53,11 @@ pub enum MskIamError {
     #[error("cannot sign the token: {0}")]
     Sign(String),
     #[error(
-        "librdkafka asked for no token within {0:?} (is sasl.mechanisms overridden in KAFKA_PROPERTIES?)"
+        "librdkafka asked for no token within {0:?}: check that KAFKA_PROPERTIES sets neither sasl.mechanisms, security.protocol nor sasl.oauthbearer.method"
     )]
     NeverAsked(Duration),
+    #[error("no AWS credentials within {0:?}")]
+    CredentialsTimedOut(Duration),
 }
 
 impl Classify for MskIamError {
@@ -65,7 +67,7 @@ impl Classify for MskIamError {
             MskIamError::Credentials(e) if crate::store::missing_credentials(e).is_some() => {
                 Blame::User
             }
-            MskIamError::Credentials(_) => Blame::Environment,
+            MskIamError::Credentials(_) | MskIamError::CredentialsTimedOut(_) => Blame::Environment,
             MskIamError::Sign(_) => Blame::Internal,
             MskIamError::NeverAsked(_) => Blame::User,
         }
@@ -155,12 +157,16 @@ pub fn sign_token(
 /// `boot-x.c1.kafka-serverless.us-east-2.amazonaws.com`), else AWS_REGION.
 pub fn region(servers: &str, aws_region: Option<&str>) -> Result<String, MskIamError> {
     let from_host = servers.split(',').find_map(|server| {
-        let host = server.trim().rsplit_once(':').map_or(server, |(h, _)| h);
+        let server = server.trim();
+        let host = server.rsplit_once(':').map_or(server, |(h, _)| h);
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
         let labels: Vec<&str> = host.split('.').collect();
-        let at = labels
-            .iter()
-            .position(|l| *l == "kafka" || *l == "kafka-serverless")?;
-        (labels.get(at + 2..) == Some(&["amazonaws", "com"][..])).then(|| labels[at + 1].to_owned())
+        match labels.as_slice() {
+            [.., "kafka" | "kafka-serverless", region, "amazonaws", "com"] => {
+                Some((*region).to_owned())
+            }
+            _ => None,
+        }
     });
     from_host
         .or_else(|| aws_region.filter(|r| !r.is_empty()).map(str::to_owned))
@@ -169,24 +175,33 @@ pub fn region(servers: &str, aws_region: Option<&str>) -> Result<String, MskIamE
         })
 }
 
-/// Signs a token whenever librdkafka asks.
+/// How long librdkafka is told a token lasts. Shorter than the URL's own
+/// 15 minutes: object_store hands out credentials that have as little as
+/// 5 minutes left, and a token is no good past its credentials. Signing is
+/// local and cheap, so tokens are renewed every 4 minutes (librdkafka asks
+/// at 80 %).
+pub const REFRESH_AFTER: Duration = Duration::from_secs(300);
+
+/// How long a token request may wait for credentials (STS for IRSA,
+/// container or instance metadata): it runs on the thread that polls the
+/// client, which has heartbeats and checkpoints to serve. librdkafka asks
+/// again 10 s after a failure, and the last token stays valid meanwhile.
+const CREDENTIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Signs tokens for one region; shared by every client of the process.
 pub struct MskIam {
     region: String,
     credentials: AwsCredentialProvider,
     clock: fn() -> SystemTime,
-    /// Credentials may need an HTTP call (STS, container or instance
-    /// metadata); the callback is synchronous and may run anywhere.
+    /// Credentials may need an HTTP call; the refresh callback is
+    /// synchronous and may run anywhere.
     runtime: tokio::runtime::Runtime,
-    issued: AtomicU64,
-    /// The last request's failure, until someone takes it.
-    failure: Mutex<Option<MskIamError>>,
 }
 
 impl std::fmt::Debug for MskIam {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MskIam")
             .field("region", &self.region)
-            .field("issued", &self.issued())
             .finish_non_exhaustive()
     }
 }
@@ -214,8 +229,6 @@ impl MskIam {
             credentials,
             clock,
             runtime,
-            issued: AtomicU64::new(0),
-            failure: Mutex::new(None),
         }
     }
 
@@ -225,41 +238,82 @@ impl MskIam {
 
     /// A fresh token, signed now.
     pub fn token(&self) -> Result<Token, MskIamError> {
+        let fetch = async {
+            tokio::time::timeout(CREDENTIAL_TIMEOUT, self.credentials.get_credential()).await
+        };
         // On a thread of its own: the caller may be inside another runtime.
         let credential = std::thread::scope(|s| {
-            s.spawn(|| self.runtime.block_on(self.credentials.get_credential()))
+            s.spawn(|| self.runtime.block_on(fetch))
                 .join()
                 .expect("the credential fetch does not panic")
         })
+        .map_err(|_| MskIamError::CredentialsTimedOut(CREDENTIAL_TIMEOUT))?
         .map_err(MskIamError::Credentials)?;
         sign_token(&self.region, &credential, (self.clock)())
     }
 
-    /// How many tokens librdkafka has been handed.
-    pub fn issued(&self) -> u64 {
-        self.issued.load(Ordering::Relaxed)
+    /// The token as librdkafka takes it, renewed after [`REFRESH_AFTER`].
+    fn oauth_token(&self) -> Result<OAuthToken, MskIamError> {
+        let token = self.token()?;
+        let now_ms = (self.clock)()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        tracing::debug!(region = %self.region, expires_at_ms = token.expires_at_ms, "msk iam: signed a token");
+        Ok(OAuthToken {
+            token: token.value,
+            // librdkafka wants one; MSK takes the identity from the signature.
+            principal_name: "lineage".into(),
+            lifetime_ms: token
+                .expires_at_ms
+                .min(now_ms + REFRESH_AFTER.as_millis() as i64),
+        })
+    }
+}
+
+/// One librdkafka client's side of the refresh: what it was handed, and
+/// why it was last refused.
+#[derive(Default)]
+pub struct ClientAuth {
+    msk_iam: Option<Arc<MskIam>>,
+    handed: AtomicU64,
+    failure: Mutex<Option<MskIamError>>,
+}
+
+impl ClientAuth {
+    pub fn new(msk_iam: Option<Arc<MskIam>>) -> Self {
+        Self {
+            msk_iam,
+            ..Self::default()
+        }
     }
 
-    /// Why the last request for a token failed, if it did and nobody has
-    /// taken it since.
+    pub fn msk_iam(&self) -> Option<&MskIam> {
+        self.msk_iam.as_deref()
+    }
+
+    /// How many tokens this client has been handed.
+    pub fn handed(&self) -> u64 {
+        self.handed.load(Ordering::Relaxed)
+    }
+
+    /// Why the last request failed, if it did and nobody took it since.
     pub fn take_failure(&self) -> Option<MskIamError> {
         self.failure.lock().expect("not poisoned").take()
     }
 
-    /// What the refresh callback answers.
+    /// What the client's refresh callback answers.
     pub fn oauth_token(&self) -> Result<OAuthToken, Box<dyn std::error::Error>> {
-        match self.token() {
+        let Some(iam) = &self.msk_iam else {
+            return Err(format!(
+                "no token to give: KAFKA_SASL_MECHANISM={MECHANISM} signs them; for an OIDC provider set sasl.oauthbearer.method=oidc in KAFKA_PROPERTIES"
+            )
+            .into());
+        };
+        match iam.oauth_token() {
             Ok(token) => {
-                self.issued.fetch_add(1, Ordering::Relaxed);
+                self.handed.fetch_add(1, Ordering::Relaxed);
                 *self.failure.lock().expect("not poisoned") = None;
-                tracing::debug!(region = %self.region, expires_at_ms = token.expires_at_ms, "msk iam: signed a token");
-                Ok(OAuthToken {
-                    token: token.value,
-                    // librdkafka wants one; MSK takes the identity from the
-                    // signature.
-                    principal_name: "lineage".into(),
-                    lifetime_ms: token.expires_at_ms,
-                })
+                Ok(token)
             }
             Err(e) => {
                 let text = crate::error::render(&e);
@@ -269,7 +323,30 @@ impl MskIam {
             }
         }
     }
+
+    /// Serves a new client's refresh until it holds a token: librdkafka
+    /// asks inside `poll`, and nothing reaches the cluster before it has
+    /// one. Returns at once without MSK IAM.
+    pub fn await_first_token(&self, mut poll: impl FnMut(Duration)) -> Result<(), MskIamError> {
+        if self.msk_iam.is_none() {
+            return Ok(());
+        }
+        let deadline = std::time::Instant::now() + FIRST_TOKEN;
+        while self.handed() == 0 {
+            if std::time::Instant::now() >= deadline {
+                return Err(MskIamError::NeverAsked(FIRST_TOKEN));
+            }
+            poll(Duration::from_millis(100));
+            if let Some(failure) = self.take_failure() {
+                return Err(failure);
+            }
+        }
+        Ok(())
+    }
 }
+
+/// How long a new client may take to get its first token.
+const FIRST_TOKEN: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {
@@ -281,6 +358,9 @@ mod tests {
         assert_eq!(region(msk, Some("us-east-1")).unwrap(), "eu-west-1");
         let serverless = "boot-abc.c1.kafka-serverless.us-east-2.amazonaws.com:9098";
         assert_eq!(region(serverless, None).unwrap(), "us-east-2");
+        // A cluster named kafka, a fully qualified name, capitals.
+        let named = "B-1.Kafka.abc123.c2.KAFKA.ca-central-1.amazonaws.com.:9098";
+        assert_eq!(region(named, None).unwrap(), "ca-central-1");
         assert_eq!(
             region("10.0.0.7:9098", Some("ap-south-1")).unwrap(),
             "ap-south-1"

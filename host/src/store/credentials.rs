@@ -80,8 +80,8 @@ pub fn explained(builder: AmazonS3Builder) -> object_store::Result<AmazonS3Build
 }
 
 /// The chain as S3 signs with it, for another AWS service in `region`
-/// (MSK IAM): one set of credentials, one explanation, for the whole
-/// process.
+/// (MSK IAM): the same sources, in the same order, with the same
+/// explanation when it finds none.
 pub fn chain(region: &str) -> object_store::Result<AwsCredentialProvider> {
     // The bucket is never used: the builder wants one before it builds.
     let builder = AmazonS3Builder::from_env()
