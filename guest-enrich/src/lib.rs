@@ -86,8 +86,9 @@ pub enum Writer {
 pub fn resolve(id: u32, writer_schema: Option<&str>) -> Result<Writer, String> {
     let json = writer_schema
         .ok_or_else(|| format!("schema id {id}: the host has no writer schema for it"))?;
-    let writer = Schema::parse_str(json)
+    let mut writer = Schema::parse_str(json)
         .map_err(|e| format!("schema id {id}: the writer schema does not parse: {e}"))?;
+    underlying(&mut writer);
     if writer.canonical_form() == SCHEMA.canonical_form() {
         return Ok(Writer::Same);
     }
@@ -106,6 +107,55 @@ pub fn resolve(id: u32, writer_schema: Option<&str>) -> Result<Writer, String> {
         .build()
         .map_err(|e| format!("schema id {id}: the writer schema does not resolve: {e}"))?;
     Ok(Writer::Resolved(Box::leak(Box::new(reader))))
+}
+
+/// Logical types replaced by the types they annotate: Avro resolves on
+/// those (a `timestamp-millis` long reads as InputEvent's long), where
+/// apache-avro's compatibility check would refuse the pair. The bytes are
+/// the same either way.
+fn underlying(schema: &mut Schema) {
+    use apache_avro::schema::{InnerDecimalSchema, UnionSchema, UuidSchema};
+    let plain = match schema {
+        Schema::Date | Schema::TimeMillis => Some(Schema::Int),
+        Schema::TimeMicros
+        | Schema::TimestampMillis
+        | Schema::TimestampMicros
+        | Schema::TimestampNanos
+        | Schema::LocalTimestampMillis
+        | Schema::LocalTimestampMicros
+        | Schema::LocalTimestampNanos => Some(Schema::Long),
+        Schema::Uuid(UuidSchema::String) => Some(Schema::String),
+        Schema::Uuid(UuidSchema::Bytes) | Schema::BigDecimal => Some(Schema::Bytes),
+        Schema::Uuid(UuidSchema::Fixed(f)) | Schema::Duration(f) => Some(Schema::Fixed(f.clone())),
+        Schema::Decimal(d) => Some(match &d.inner {
+            InnerDecimalSchema::Bytes => Schema::Bytes,
+            InnerDecimalSchema::Fixed(f) => Schema::Fixed(f.clone()),
+        }),
+        Schema::Array(a) => {
+            underlying(&mut a.items);
+            None
+        }
+        Schema::Map(m) => {
+            underlying(&mut m.types);
+            None
+        }
+        Schema::Union(u) => {
+            let mut variants = u.variants().to_vec();
+            variants.iter_mut().for_each(underlying);
+            // A union of, say, long and timestamp-millis has no plain form.
+            UnionSchema::new(variants).ok().map(Schema::Union)
+        }
+        Schema::Record(r) => {
+            for field in &mut r.fields {
+                underlying(&mut field.schema);
+            }
+            None
+        }
+        _ => None,
+    };
+    if let Some(plain) = plain {
+        *schema = plain;
+    }
 }
 
 /// Why InputEvent cannot read what `writer` wrote, naming the field where
@@ -500,6 +550,30 @@ mod tests {
             reason,
             "timestamp: 1700000000 is not epoch milliseconds between 2000 and 2100"
         );
+    }
+
+    #[test]
+    fn logical_types_resolve_as_the_types_they_annotate() {
+        let json = writer(
+            r#"{"name":"uuid","type":{"type":"string","logicalType":"uuid"}},{"name":"at","type":{"type":"long","logicalType":"timestamp-micros"}},{"name":"day","type":{"type":"int","logicalType":"date"}},{"name":"price","type":{"type":"bytes","logicalType":"decimal","precision":9,"scale":2}},{"name":"timestamp","type":{"type":"long","logicalType":"timestamp-millis"}}"#,
+        );
+        let bytes = encode_as(
+            &json,
+            vec![
+                ("uuid", Value::Uuid(UUID.parse().unwrap())),
+                ("at", Value::TimestampMicros(TS * 1000)),
+                ("day", Value::Date(20_000)),
+                (
+                    "price",
+                    Value::Decimal(apache_avro::Decimal::from(vec![0x30, 0x39])),
+                ),
+                ("timestamp", Value::TimestampMillis(TS)),
+            ],
+        );
+        let w = resolve(21, Some(&json)).unwrap();
+        assert!(matches!(w, Writer::Planned(_)));
+        let event = enrich_with(Some(&bytes), w).unwrap();
+        assert_eq!((event.uuid.as_str(), event.timestamp), (UUID, TS));
     }
 
     #[test]
