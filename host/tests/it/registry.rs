@@ -2,7 +2,8 @@
 //! (confluent-kafka's AvroSerializer) against a registry on loopback, v1
 //! and v2 of the writer schema interleaved with bad framing and unknown
 //! ids, read by `lineage run` as a separate process and checked by the
-//! independent reader. Through a kill -9, a registry outage, and a
+//! independent reader. Through a kill -9, registry outages at the start and
+//! in the middle of a run, and a
 //! restart with the registry down.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -389,6 +390,74 @@ fn a_registry_outage_pauses_consumption_drops_nothing_and_cached_ids_need_no_reg
         0.0,
         "no fetch was needed"
     );
+    assert!(run.terminate().success(), "{}", paths.log());
+    assert_framed_exactly_once(&produced, &read_output(&paths));
+}
+
+/// The registry goes down in the middle of a run, just as records with an
+/// id Lineage has not looked up yet arrive (here 9999, which the registry
+/// does not know: a drop decision that must wait for its answer). Nothing
+/// of those records is dropped or committed while it is down; once it is
+/// back they are dropped for what the registry says, and everything else is
+/// committed exactly once.
+#[test]
+fn a_registry_down_mid_run_holds_records_of_new_ids_until_it_answers() {
+    let broker = Broker::start();
+    broker.create_topic("events", PARTITIONS);
+    let paths = Paths::new();
+    let mut registry = SchemaRegistry::start(paths.file("registry"), None);
+    let mut produced = produce_framed(&broker, &registry, 0, 600, true);
+    let env = framed_env(&registry, &paths.file("schemas"));
+    let run = start(&broker, &paths, &env);
+    wait_committed(&paths, "events", &ends(&produced));
+    let before = paths.commits().len();
+
+    // Frozen while the next records go in, so that it first meets them
+    // with the registry down.
+    run.freeze();
+    let later = produce_framed(&broker, &registry, 600, 900, false);
+    assert!(later.iter().any(|p| p.kind == "unknown-id"));
+    produced.extend(later);
+    registry.stop();
+    run.thaw();
+    let outage = std::time::Instant::now();
+    wait_or(
+        "the outage to be retried and reported",
+        Duration::from_secs(60),
+        || {
+            let m = scrape(&paths);
+            m["lineage_schema_registry_down"] == 1.0
+                && m["lineage_schema_registry_failures_total"] >= 3.0
+        },
+        || paths.log(),
+    );
+    // Down for at least 10 s, and the checkpoints of that time hold none
+    // of the records that wait for it.
+    wait_or(
+        "10 s of outage",
+        Duration::from_secs(60),
+        || outage.elapsed() >= Duration::from_secs(10),
+        || paths.log(),
+    );
+    let first_unknown = produced
+        .iter()
+        .filter(|p| p.kind == "unknown-id")
+        .map(|p| (p.partition, p.offset))
+        .min_by_key(|(_, o)| *o)
+        .unwrap();
+    for c in &paths.commits()[before..] {
+        for r in &c.ranges {
+            assert!(
+                !(r.source.partition == first_unknown.0
+                    && (r.first..=r.last).contains(&first_unknown.1)),
+                "commit {} holds {first_unknown:?}, decided while the registry was down",
+                c.seq
+            );
+        }
+    }
+    registry.restart();
+    wait_committed(&paths, "events", &ends(&produced));
+    assert_eq!(scrape(&paths)["lineage_schema_registry_down"], 0.0);
     assert!(run.terminate().success(), "{}", paths.log());
     assert_framed_exactly_once(&produced, &read_output(&paths));
 }
