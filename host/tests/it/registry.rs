@@ -3,8 +3,7 @@
 //! and v2 of the writer schema interleaved with bad framing and unknown
 //! ids, read by `lineage run` as a separate process and checked by the
 //! independent reader. Through a kill -9, registry outages at the start and
-//! in the middle of a run, and a
-//! restart with the registry down.
+//! in the middle of a run, and a restart with the registry down.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
