@@ -77,7 +77,8 @@ pub enum Writer {
     /// bytes promote to long and string.
     Planned(&'static Plan),
     /// The same, for writer shapes the plan leaves to apache-avro's
-    /// generic reader (a named type used twice).
+    /// generic reader: a named type used twice, or a union where InputEvent
+    /// reads its uuid or timestamp.
     Resolved(&'static GenericDatumReader<'static>),
 }
 
@@ -111,8 +112,8 @@ pub fn resolve(id: u32, writer_schema: Option<&str>) -> Result<Writer, String> {
 
 /// Logical types replaced by the types they annotate: Avro resolves on
 /// those (a `timestamp-millis` long reads as InputEvent's long), where
-/// apache-avro's compatibility check would refuse the pair. The bytes are
-/// the same either way.
+/// apache-avro's generic reader refuses to resolve a timestamp or uuid
+/// value into a plain long or string. The bytes are the same either way.
 fn underlying(schema: &mut Schema) {
     use apache_avro::schema::{InnerDecimalSchema, UnionSchema, UuidSchema};
     let plain = match schema {
@@ -142,7 +143,7 @@ fn underlying(schema: &mut Schema) {
         Schema::Union(u) => {
             let mut variants = u.variants().to_vec();
             variants.iter_mut().for_each(underlying);
-            // A union of, say, long and timestamp-millis has no plain form.
+            // The parser already refused unions that would repeat a type.
             UnionSchema::new(variants).ok().map(Schema::Union)
         }
         Schema::Record(r) => {

@@ -21,22 +21,30 @@ pub struct Plan {
 enum Step {
     /// The uuid: a length-prefixed string (or bytes, which promote).
     Uuid,
-    /// The timestamp, written as a long or as an int that promotes.
-    Timestamp,
+    /// The timestamp, written as a long, or as an int that promotes.
+    Timestamp { int: bool },
     /// A field InputEvent does not have.
     Skip(Skip),
 }
 
-/// How to step over a datum of a schema nobody reads.
+/// How to step over a datum of a schema nobody reads, checking it as
+/// apache-avro's reader would: a corrupt datum is dropped whichever field
+/// the corruption is in.
 #[derive(Debug, Clone)]
 enum Skip {
     Nothing,
-    Byte,
-    /// A zig-zag varint: int, long, enum and every logical type on them.
-    Varint,
+    Boolean,
+    /// int and the logical types on it: a varint in i32's range.
+    Int,
+    /// long and the logical types on it.
+    Long,
+    /// An enum's index, below its symbol count.
+    Enum(usize),
     Fixed(usize),
-    /// A length-prefixed run: bytes and string.
-    Sized,
+    /// A length-prefixed run of bytes.
+    Bytes,
+    /// A length-prefixed run of UTF-8.
+    String,
     Array(Box<Skip>),
     Map(Box<Skip>),
     Union(Vec<Skip>),
@@ -47,12 +55,13 @@ impl Plan {
     /// InputEvent's own layout: the seed's bare datum.
     pub fn input_event() -> Self {
         Self {
-            steps: vec![Step::Uuid, Step::Timestamp],
+            steps: vec![Step::Uuid, Step::Timestamp { int: false }],
         }
     }
 
     /// The plan for a writer record that resolves against InputEvent;
-    /// `None` for a shape left to the generic reader (named references).
+    /// `None` for a shape left to the generic reader (named references, a
+    /// union where InputEvent reads its uuid or timestamp).
     pub fn compile(writer: &Schema) -> Option<Self> {
         let Schema::Record(record) = writer else {
             return None;
@@ -67,7 +76,9 @@ impl Plan {
                 }
                 "timestamp" if is_long(&field.schema) => {
                     timestamp = true;
-                    Step::Timestamp
+                    Step::Timestamp {
+                        int: matches!(field.schema, Schema::Int),
+                    }
                 }
                 "uuid" | "timestamp" => return None,
                 _ => Step::Skip(skip(&field.schema)?),
@@ -87,7 +98,8 @@ impl Plan {
         for step in &self.steps {
             match step {
                 Step::Uuid => event.uuid = input.string()?.to_owned(),
-                Step::Timestamp => event.timestamp = input.varint()?,
+                Step::Timestamp { int: false } => event.timestamp = input.varint()?,
+                Step::Timestamp { int: true } => event.timestamp = input.int()?.into(),
                 Step::Skip(s) => input.skip(s)?,
             }
         }
@@ -125,43 +137,29 @@ fn is_long(schema: &Schema) -> bool {
     )
 }
 
-/// Whether the schema is written as a zig-zag varint.
-fn is_varint(schema: &Schema) -> bool {
-    matches!(
-        schema,
-        Schema::Int
-            | Schema::Long
-            | Schema::Date
-            | Schema::TimeMillis
-            | Schema::TimeMicros
-            | Schema::TimestampMillis
-            | Schema::TimestampMicros
-            | Schema::TimestampNanos
-            | Schema::LocalTimestampMillis
-            | Schema::LocalTimestampMicros
-            | Schema::LocalTimestampNanos
-            | Schema::Enum(_)
-    )
-}
-
 fn skip(schema: &Schema) -> Option<Skip> {
-    if is_varint(schema) {
-        return Some(Skip::Varint);
-    }
     Some(match schema {
         Schema::Null => Skip::Nothing,
-        Schema::Boolean => Skip::Byte,
+        Schema::Boolean => Skip::Boolean,
+        Schema::Int | Schema::Date | Schema::TimeMillis => Skip::Int,
+        Schema::Long
+        | Schema::TimeMicros
+        | Schema::TimestampMillis
+        | Schema::TimestampMicros
+        | Schema::TimestampNanos
+        | Schema::LocalTimestampMillis
+        | Schema::LocalTimestampMicros
+        | Schema::LocalTimestampNanos => Skip::Long,
         Schema::Float => Skip::Fixed(4),
         Schema::Double => Skip::Fixed(8),
-        Schema::Bytes
-        | Schema::String
-        | Schema::BigDecimal
-        | Schema::Uuid(UuidSchema::String | UuidSchema::Bytes) => Skip::Sized,
+        Schema::String | Schema::Uuid(UuidSchema::String) => Skip::String,
+        Schema::Bytes | Schema::BigDecimal | Schema::Uuid(UuidSchema::Bytes) => Skip::Bytes,
+        Schema::Enum(e) => Skip::Enum(e.symbols.len()),
         Schema::Fixed(f) | Schema::Duration(f) | Schema::Uuid(UuidSchema::Fixed(f)) => {
             Skip::Fixed(f.size)
         }
         Schema::Decimal(d) => match &d.inner {
-            InnerDecimalSchema::Bytes => Skip::Sized,
+            InnerDecimalSchema::Bytes => Skip::Bytes,
             InnerDecimalSchema::Fixed(f) => Skip::Fixed(f.size),
         },
         Schema::Array(a) => Skip::Array(Box::new(skip(&a.items)?)),
@@ -175,7 +173,6 @@ fn skip(schema: &Schema) -> Option<Skip> {
         ),
         // A named type used a second time: left to the generic reader.
         Schema::Ref { .. } => return None,
-        _ => unreachable!("varints are skipped above"),
     })
 }
 
@@ -218,6 +215,13 @@ impl<'a> Input<'a> {
         ))
     }
 
+    /// An int: a varint in i32's range.
+    fn int(&mut self) -> Result<i32, String> {
+        let start = self.at;
+        let n = self.varint()?;
+        i32::try_from(n).map_err(|_| format!("avro: int {n} at byte {start} is out of range"))
+    }
+
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let end = self.at.checked_add(n).filter(|&e| e <= self.bytes.len());
         let run = &self.bytes[self.at..end.ok_or_else(|| self.eof())?];
@@ -247,17 +251,33 @@ impl<'a> Input<'a> {
     fn skip(&mut self, skip: &Skip) -> Result<(), String> {
         match skip {
             Skip::Nothing => {}
-            Skip::Byte => drop(self.take(1)?),
-            Skip::Varint => drop(self.varint()?),
+            Skip::Boolean => {
+                let start = self.at;
+                let byte = self.take(1)?[0];
+                if byte > 1 {
+                    return Err(format!("avro: boolean {byte} at byte {start}"));
+                }
+            }
+            Skip::Int => drop(self.int()?),
+            Skip::Long => drop(self.varint()?),
+            Skip::Enum(symbols) => {
+                let start = self.at;
+                let index = self.varint()?;
+                if usize::try_from(index).map_or(true, |i| i >= *symbols) {
+                    return Err(format!(
+                        "avro: enum index {index} of {symbols} symbols at byte {start}"
+                    ));
+                }
+            }
             Skip::Fixed(n) => drop(self.take(*n)?),
-            Skip::Sized => {
+            Skip::Bytes => {
                 let n = self.length()?;
                 self.take(n)?;
             }
+            Skip::String => drop(self.string()?),
             Skip::Array(items) => self.blocks(items.is_empty(), |input| input.skip(items))?,
             Skip::Map(values) => self.blocks(false, |input| {
-                let n = input.length()?;
-                input.take(n)?;
+                input.string()?;
                 input.skip(values)
             })?,
             Skip::Union(branches) => {
@@ -281,23 +301,26 @@ impl<'a> Input<'a> {
     }
 
     /// Array and map blocks: a count, negative when a byte size follows,
-    /// until a count of zero.
+    /// until a count of zero. Sized blocks are read item by item all the
+    /// same, and must hold what their size says.
     fn blocks(
         &mut self,
         empty: bool,
         mut item: impl FnMut(&mut Self) -> Result<(), String>,
     ) -> Result<(), String> {
         loop {
+            let start = self.at;
             let count = self.varint()?;
             if count == 0 {
                 return Ok(());
             }
-            if count < 0 {
-                // The block's size in bytes, which lets a skipper jump it.
-                let n = self.length()?;
-                self.take(n)?;
-                continue;
-            }
+            let size = if count < 0 {
+                Some(self.length()?)
+            } else {
+                None
+            };
+            let count = count.unsigned_abs();
+            let items_at = self.at;
             if empty {
                 // Items of no bytes (arrays of null): nothing to step over,
                 // however large the count.
@@ -305,6 +328,14 @@ impl<'a> Input<'a> {
             }
             for _ in 0..count {
                 item(self)?;
+            }
+            if let Some(size) = size
+                && self.at - items_at != size
+            {
+                return Err(format!(
+                    "avro: a block of {count} items at byte {start} says {size} bytes but holds {}",
+                    self.at - items_at
+                ));
             }
         }
     }
@@ -495,6 +526,69 @@ mod tests {
             Plan::compile(&writer).unwrap().read(&[0x04]).unwrap_err(),
             "avro: union branch 2 out of range at byte 0"
         );
+    }
+
+    /// A field of `schema` before InputEvent's two, holding `datum`.
+    fn skipping(schema: &str, datum: &[u8]) -> Result<InputEvent, String> {
+        let writer = record(&format!(
+            r#"{{"name":"x","type":{schema}}},{{"name":"uuid","type":"string"}},{{"name":"timestamp","type":"long"}}"#
+        ));
+        let mut bytes = datum.to_vec();
+        bytes.push(0x48);
+        bytes.extend_from_slice(UUID.as_bytes());
+        bytes.push(0x02);
+        Plan::compile(&writer).unwrap().read(&bytes)
+    }
+
+    #[test]
+    fn skipped_fields_are_checked_as_strictly_as_read_ones() {
+        assert!(skipping(r#""boolean""#, &[1]).is_ok());
+        assert_eq!(
+            skipping(r#""boolean""#, &[2]).unwrap_err(),
+            "avro: boolean 2 at byte 0"
+        );
+        // 2^31, zig-zag: one past i32::MAX.
+        let past = [0x80, 0x80, 0x80, 0x80, 0x10];
+        assert!(skipping(r#""long""#, &past).is_ok());
+        assert_eq!(
+            skipping(r#""int""#, &past).unwrap_err(),
+            "avro: int 2147483648 at byte 0 is out of range"
+        );
+        let kind = r#"{"type":"enum","name":"K","symbols":["A","B"]}"#;
+        assert!(skipping(kind, &[0x02]).is_ok());
+        assert_eq!(
+            skipping(kind, &[0x04]).unwrap_err(),
+            "avro: enum index 2 of 2 symbols at byte 0"
+        );
+        assert!(skipping(r#""bytes""#, &[0x02, 0xff]).is_ok());
+        assert_eq!(
+            skipping(r#""string""#, &[0x02, 0xff]).unwrap_err(),
+            "avro: string is not UTF-8 at byte 1"
+        );
+        let map = r#"{"type":"map","values":"int"}"#;
+        assert!(
+            skipping(map, &[0x02, 0x02, 0xff, 0x02, 0x00])
+                .unwrap_err()
+                .contains("not UTF-8")
+        );
+        // One sized block of one long (1 byte) that claims 2 bytes.
+        let longs = r#"{"type":"array","items":"long"}"#;
+        assert!(skipping(longs, &[0x01, 0x02, 0x02, 0x00]).is_ok());
+        assert_eq!(
+            skipping(longs, &[0x01, 0x04, 0x02, 0x02, 0x00]).unwrap_err(),
+            "avro: a block of 1 items at byte 0 says 2 bytes but holds 1"
+        );
+    }
+
+    #[test]
+    fn an_int_timestamp_must_be_an_int() {
+        let writer = record(r#"{"name":"uuid","type":"string"},{"name":"timestamp","type":"int"}"#);
+        let plan = Plan::compile(&writer).unwrap();
+        let mut bytes = vec![0x48];
+        bytes.extend_from_slice(UUID.as_bytes());
+        // 1732550400000 as a zig-zag varint: a long, not an int.
+        bytes.extend_from_slice(&[0x80, 0x80, 0xd8, 0xf3, 0xec, 0x64]);
+        assert!(plan.read(&bytes).unwrap_err().contains("is out of range"));
     }
 
     #[test]
