@@ -317,6 +317,35 @@ impl Outcomes {
         }
     }
 
+    /// Puts a drop at each of `drops`' indices (ascending, positions in
+    /// the result), the outcomes already here filling the others in order.
+    /// Every mark taken before is outdated by it.
+    pub fn interleave_drops(&mut self, drops: &[(usize, String)]) {
+        if drops.is_empty() {
+            return;
+        }
+        let ours = std::mem::take(&mut self.entries);
+        let total = ours.len() + drops.len();
+        let mut ours = ours.into_iter();
+        let mut drops = drops.iter().peekable();
+        let mut entries = Vec::with_capacity(total);
+        for i in 0..total {
+            let entry = match drops.next_if(|(at, _)| *at == i) {
+                Some((_, reason)) => Entry::Drop(self.push_bytes(reason.as_bytes())),
+                None => ours
+                    .next()
+                    .expect("drop indices are ascending positions in the result"),
+            };
+            entries.push(entry);
+        }
+        assert!(
+            drops.next().is_none(),
+            "drop indices are ascending positions in the result"
+        );
+        self.entries = entries;
+        self.arena = next_arena();
+    }
+
     pub fn push_drop(&mut self, reason: &str) {
         let span = self.push_bytes(reason.as_bytes());
         self.entries.push(Entry::Drop(span));

@@ -86,28 +86,24 @@ impl PluginWorker {
     /// One outcome per record, in order. Errs only when no instance can be
     /// started at all; a plugin failing on records is not an error.
     pub fn process(&mut self, records: &[KafkaRecord<'_>]) -> Result<Outcomes, PluginError> {
-        self.process_except(records, &[])
+        let mut outcomes = Outcomes::with_capacity(records.len());
+        self.run(records, &mut outcomes)?;
+        Ok(outcomes)
     }
 
     /// [`process`](Self::process) for a batch some of whose records the
     /// host refused before the plugin: `refused` holds their indices in the
     /// whole batch (ascending) and reasons, and `records` the others, in
-    /// order. The outcomes are the whole batch's.
+    /// order. The outcomes are the whole batch's. The others go to the
+    /// plugin in one call, not one per run between refusals: a few bad
+    /// frames in a batch would otherwise cut it into dozens of calls.
     pub fn process_except(
         &mut self,
         records: &[KafkaRecord<'_>],
         refused: &[(usize, String)],
     ) -> Result<Outcomes, PluginError> {
-        let mut outcomes = Outcomes::with_capacity(records.len() + refused.len());
-        let (mut at, mut next) = (0, 0);
-        for (index, reason) in refused {
-            let run = index - at;
-            self.run(&records[next..next + run], &mut outcomes)?;
-            outcomes.push_drop(reason);
-            next += run;
-            at = index + 1;
-        }
-        self.run(&records[next..], &mut outcomes)?;
+        let mut outcomes = self.process(records)?;
+        outcomes.interleave_drops(refused);
         Ok(outcomes)
     }
 
