@@ -79,14 +79,7 @@ struct Delivery {
 }
 
 impl ClientContext for Delivery {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn generate_oauth_token(
-        &self,
-        _: Option<&str>,
-    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        self.auth.oauth_token()
-    }
+    crate::source::signs_in!();
 }
 
 impl ProducerContext for Delivery {

@@ -90,20 +90,29 @@ pub trait Rebalance: Send + Sync + 'static {
     fn closing(&self) -> bool;
 }
 
+/// The two items of a `ClientContext` whose client signs in with its
+/// `auth` field (a [`ClientAuth`]).
+macro_rules! signs_in {
+    () => {
+        const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+        fn generate_oauth_token(
+            &self,
+            _: Option<&str>,
+        ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+            self.auth.oauth_token()
+        }
+    };
+}
+pub(crate) use signs_in;
+
 pub struct SourceContext {
     rebalance: Arc<dyn Rebalance>,
     auth: ClientAuth,
 }
 
 impl ClientContext for SourceContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn generate_oauth_token(
-        &self,
-        _: Option<&str>,
-    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        self.auth.oauth_token()
-    }
+    signs_in!();
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         match level {
@@ -545,14 +554,7 @@ pub struct PlainContext {
 }
 
 impl ClientContext for PlainContext {
-    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
-
-    fn generate_oauth_token(
-        &self,
-        _: Option<&str>,
-    ) -> Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
-        self.auth.oauth_token()
-    }
+    signs_in!();
 }
 
 impl ConsumerContext for PlainContext {}
