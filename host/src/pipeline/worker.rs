@@ -197,11 +197,7 @@ impl Worker {
         &mut self,
         views: &mut [crate::plugin::KafkaRecord<'_>],
     ) -> Result<Outcomes, RunError> {
-        if self.reader.is_bare() {
-            return Ok(self.plugin.process(views)?);
-        }
-        let read = self.reader.read(views)?;
-        Ok(self.plugin.process_except(&read.bodies, &read.refused)?)
+        self.reader.outcomes(&mut self.plugin, views)
     }
 
     /// Over budget, or paused and not yet back under where consumption

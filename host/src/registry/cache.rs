@@ -187,9 +187,16 @@ impl Registry {
         }
     }
 
+    /// A cached schema, unless the file is not one (emptied, cut short or
+    /// edited by hand): that costs a fetch, never a drop.
     fn read_cached(&self, id: u32) -> Option<String> {
         let path = self.cached_path(id)?;
-        std::fs::read_to_string(&path).ok()
+        let text = std::fs::read_to_string(&path).ok()?;
+        if !is_json(&text) {
+            tracing::warn!(path = %path.display(), "a cached schema that is not JSON; fetching it again");
+            return None;
+        }
+        Some(text)
     }
 
     /// Written whole or not at all (a rename), so that a crash never
@@ -205,10 +212,28 @@ impl Registry {
     }
 }
 
+fn is_json(text: &str) -> bool {
+    serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok()
+}
+
 fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     // Unique per writer: pods sharing a volume are all PID 1.
     let incoming = path.with_extension(format!("incoming-{}", uuid::Uuid::new_v4().simple()));
     std::fs::write(&incoming, text)?;
     std::fs::File::open(&incoming)?.sync_all()?;
     std::fs::rename(&incoming, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_cached_schema_is_not_taken_for_one() {
+        assert!(is_json(r#"{"type":"record","name":"E","fields":[]}"#));
+        assert!(is_json("\"string\""));
+        for torn in ["", "{\"type\":\"rec", "\u{0}\u{0}\u{0}"] {
+            assert!(!is_json(torn), "{torn:?}");
+        }
+    }
 }

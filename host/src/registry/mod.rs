@@ -14,5 +14,5 @@ pub use cache::{Lookup, Registry};
 pub use client::Client;
 pub use error::RegistryError;
 pub use framing::{BadFraming, Framed, InputFormat, unframe};
-pub use reader::{Reader, Unframed};
+pub use reader::Reader;
 pub use settings::{RegistrySettings, UserInfo};

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::cache::{Lookup, Registry};
 use super::error::RegistryError;
 use super::framing::{Framed, InputFormat, unframe};
-use crate::plugin::KafkaRecord;
+use crate::plugin::{KafkaRecord, Outcomes, PluginError, PluginWorker};
 
 /// How a run reads its values.
 #[derive(Clone)]
@@ -17,12 +17,12 @@ pub struct Reader {
 }
 
 /// A batch, read.
-pub struct Unframed<'a> {
+struct Unframed<'a> {
     /// What the plugin is given: values without their framing.
-    pub bodies: Vec<KafkaRecord<'a>>,
+    bodies: Vec<KafkaRecord<'a>>,
     /// Indices (ascending) of the records the host drops, with the reason;
     /// they are not in `bodies`.
-    pub refused: Vec<(usize, String)>,
+    refused: Vec<(usize, String)>,
 }
 
 impl Reader {
@@ -33,10 +33,6 @@ impl Reader {
             (format, _) => format,
         };
         Self { format, registry }
-    }
-
-    pub fn bare() -> Self {
-        Self::new(InputFormat::Avro, None)
     }
 
     pub fn registry(&self) -> Option<&Arc<Registry>> {
@@ -50,7 +46,7 @@ impl Reader {
     /// Sets each framed record's schema id in `records` (which keep their
     /// whole value, for the dropped output) and answers what the plugin
     /// gets. Waits out a registry outage; never refuses a record for one.
-    pub fn read<'a>(&self, records: &mut [KafkaRecord<'a>]) -> Result<Unframed<'a>, RegistryError> {
+    fn read<'a>(&self, records: &mut [KafkaRecord<'a>]) -> Result<Unframed<'a>, RegistryError> {
         let mut out = Unframed {
             bodies: Vec::with_capacity(records.len()),
             refused: Vec::new(),
@@ -82,6 +78,20 @@ impl Reader {
             }
         }
         Ok(out)
+    }
+
+    /// The batch's outcomes: the plugin's, with the host's own drops (bad
+    /// framing, unknown ids) in their places when the input is framed.
+    pub fn outcomes<E: From<RegistryError> + From<PluginError>>(
+        &self,
+        plugin: &mut PluginWorker,
+        records: &mut [KafkaRecord<'_>],
+    ) -> Result<Outcomes, E> {
+        if self.is_bare() {
+            return Ok(plugin.process(records)?);
+        }
+        let read = self.read(records)?;
+        Ok(plugin.process_except(&read.bodies, &read.refused)?)
     }
 
     fn lookup(&self, id: u32) -> Result<Lookup, RegistryError> {

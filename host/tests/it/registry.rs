@@ -223,6 +223,22 @@ fn assert_framed_exactly_once(produced: &[Produced], output: &Output) {
     }
 }
 
+/// Until the run has retried the registry a few times and shows the
+/// outage in its metrics and its progress line.
+fn wait_for_outage(paths: &Paths) {
+    wait_or(
+        "the outage to be retried and reported",
+        Duration::from_secs(60),
+        || {
+            let m = scrape(paths);
+            m["lineage_schema_registry_down"] == 1.0
+                && m["lineage_schema_registry_failures_total"] >= 3.0
+                && paths.log().contains("waiting_for_schema_registry=true")
+        },
+        || paths.log(),
+    );
+}
+
 /// `lineage trace` of a produced record, asking the registry for subjects.
 fn trace(paths: &Paths, registry: &SchemaRegistry, p: &Produced, json: bool) -> String {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lineage"));
@@ -354,17 +370,7 @@ fn a_registry_outage_pauses_consumption_drops_nothing_and_cached_ids_need_no_reg
     // Down before Lineage has seen any id: it waits, and says so.
     registry.stop();
     let run = start(&broker, &paths, &env);
-    wait_or(
-        "the outage to be retried and reported",
-        Duration::from_secs(60),
-        || {
-            let m = scrape(&paths);
-            m["lineage_schema_registry_down"] == 1.0
-                && m["lineage_schema_registry_failures_total"] >= 3.0
-                && paths.log().contains("waiting_for_schema_registry=true")
-        },
-        || paths.log(),
-    );
+    wait_for_outage(&paths);
     assert!(
         paths.commits().iter().all(|c| c.files.is_empty()),
         "nothing is committed while the registry is down"
@@ -426,16 +432,7 @@ fn a_registry_down_mid_run_holds_records_of_new_ids_until_it_answers() {
     registry.stop();
     run.thaw();
     let outage = std::time::Instant::now();
-    wait_or(
-        "the outage to be retried and reported",
-        Duration::from_secs(60),
-        || {
-            let m = scrape(&paths);
-            m["lineage_schema_registry_down"] == 1.0
-                && m["lineage_schema_registry_failures_total"] >= 3.0
-        },
-        || paths.log(),
-    );
+    wait_for_outage(&paths);
     // Down for at least 10 s, and the checkpoints of that time hold none
     // of the records that wait for it.
     wait_or(

@@ -196,12 +196,10 @@ impl Feed {
     fn write(&mut self, p: usize, fetched: &Fetched) -> Result<usize, CommandError> {
         let headers = fetched.header_views();
         let mut records = fetched.records(&headers);
-        let outcomes = if self.reader.is_bare() {
-            self.worker.process(&records)?
-        } else {
-            let read = self.reader.read(&mut records).map_err(run_error)?;
-            self.worker.process_except(&read.bodies, &read.refused)?
-        };
+        let outcomes = self
+            .reader
+            .outcomes::<crate::pipeline::RunError>(&mut self.worker, &mut records)
+            .map_err(run_error)?;
         self.sinks[p]
             .write(&self.cx, 1, &records, &outcomes)
             .map_err(run_error)?;
