@@ -302,7 +302,7 @@ impl Query {
             .filter(|c| c.checkpoint == checkpoint && subtask.is_none_or(|s| s == c.owner.subtask))
         {
             let mut files = Vec::new();
-            for f in &commit.files {
+            for f in commit.files.iter() {
                 files.push(FileState {
                     kind: f.kind.to_string(),
                     url: f.url.clone(),
@@ -355,7 +355,7 @@ impl Query {
         };
         let mut known: HashMap<FileKind, HashSet<object_store::path::Path>> = HashMap::new();
         for commit in &commits {
-            for f in &commit.files {
+            for f in commit.files.iter() {
                 v.files += 1;
                 known
                     .entry(f.kind)
@@ -658,7 +658,7 @@ mod tests {
                     records: (last - first + 1) as u64,
                 })
                 .collect(),
-            files: vec![],
+            files: Default::default(),
         }
     }
 

@@ -24,6 +24,11 @@ use crate::store::Location;
 /// start reads a bounded number of commits.
 pub const DEFAULT_SNAPSHOT_EVERY: u64 = 100;
 
+/// The commits since the last snapshot are held in memory, every file they
+/// name included; once they name this many (wide spreads of hours seal
+/// thousands per checkpoint), the next checkpoint commit snapshots early.
+pub const SNAPSHOT_FILES: usize = 20_000;
+
 /// A checkpoint ready to commit: sealed files and the offset ranges they
 /// account for.
 #[derive(Debug, Clone)]
@@ -31,7 +36,9 @@ pub struct Prepared {
     pub checkpoint: u64,
     pub plugin: PluginStamp,
     pub ranges: Vec<OffsetRange>,
-    pub files: Vec<SealedFile>,
+    /// Shared with the commit and the recent commits rather than copied: a
+    /// checkpoint of a wide spread of hours names thousands of files.
+    pub files: Arc<Vec<SealedFile>>,
 }
 
 /// What a commit attempt did.
@@ -321,7 +328,7 @@ impl Committer {
                 plugin: PluginStamp::default(),
                 claims,
                 ranges: Vec::new(),
-                files: Vec::new(),
+                files: Default::default(),
             };
             if self.log.create(&commit).await? {
                 self.state.apply(&commit)?;
@@ -609,7 +616,7 @@ impl Committer {
     fn committed(&self, tp: &TopicPartition) -> HashMap<String, SealedFile> {
         self.recent
             .iter()
-            .flat_map(|c| &c.files)
+            .flat_map(|c| c.files.iter())
             .filter(|f| f.source == *tp)
             .map(|f| (f.id.clone(), f.clone()))
             .collect()
@@ -681,7 +688,7 @@ impl Committer {
                     "partitions fenced: another owner took them; what this instance holds for them is dropped and consumed again by the owner"
                 );
                 commit.ranges.retain(|r| !fenced.contains(&r.source));
-                commit.files.retain(|f| !fenced.contains(&f.source));
+                Arc::make_mut(&mut commit.files).retain(|f| !fenced.contains(&f.source));
             }
             if self.log.create(&commit).await? {
                 self.state.apply(&commit)?;
@@ -701,7 +708,8 @@ impl Committer {
     /// a snapshot.
     pub async fn publish(&mut self, commit: &Commit) -> Result<(), CommitError> {
         self.finish(commit).await?;
-        if commit.seq.is_multiple_of(self.snapshot_every) {
+        let files: usize = self.recent.iter().map(|c| c.files.len()).sum();
+        if commit.seq.is_multiple_of(self.snapshot_every) || files >= SNAPSHOT_FILES {
             self.snapshot().await?;
         }
         Ok(())
@@ -747,7 +755,7 @@ impl Committer {
                 }
             }
         }
-        for file in &commit.files {
+        for file in commit.files.iter() {
             retry(
                 &format!("delete the staging entry of {}", file.url),
                 &policy,
@@ -938,7 +946,7 @@ mod tests {
                     records: (last - first + 1) as u64,
                 })
                 .collect(),
-            files: vec![],
+            files: Default::default(),
         }
     }
 

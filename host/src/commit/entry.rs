@@ -7,6 +7,7 @@
 //! are the seed's; the rest are what the protocol needs.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 use super::error::CommitError;
 use crate::partition::{Owner, TopicPartition};
@@ -100,7 +101,7 @@ pub struct Commit {
     pub plugin: PluginStamp,
     pub claims: Vec<Claim>,
     pub ranges: Vec<OffsetRange>,
-    pub files: Vec<SealedFile>,
+    pub files: Arc<Vec<SealedFile>>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -160,7 +161,7 @@ impl Commit {
             plugin: PluginStamp::default(),
             claims: Vec::new(),
             ranges: Vec::new(),
-            files: Vec::new(),
+            files: Default::default(),
         }
     }
 
@@ -177,7 +178,7 @@ impl Commit {
             ..Row::default()
         };
         let mut rows = Vec::new();
-        for f in &self.files {
+        for f in self.files.iter() {
             rows.push(Row {
                 s3_key: f.url.clone(),
                 kind: f.kind.to_string(),
@@ -341,7 +342,7 @@ impl Commit {
             },
             claims: Vec::new(),
             ranges: Vec::new(),
-            files: Vec::new(),
+            files: Default::default(),
         }
     }
 
@@ -357,7 +358,7 @@ impl Commit {
             reason: row.reason.clone(),
         };
         match row.kind.as_str() {
-            "data" | "dropped" => self.files.push(row.file()?),
+            "data" | "dropped" => Arc::make_mut(&mut self.files).push(row.file()?),
             "offsets" => self.ranges.push(OffsetRange {
                 source: row.source()?,
                 first: row.need(row.first_offset, "first_offset")?,
@@ -530,7 +531,8 @@ mod tests {
                     },
                     schema_ids: vec![],
                 },
-            ],
+            ]
+            .into(),
         }
     }
 
@@ -562,7 +564,7 @@ mod tests {
     #[test]
     fn an_empty_commit_still_has_a_row() {
         let mut commit = sample();
-        commit.files.clear();
+        Arc::make_mut(&mut commit.files).clear();
         commit.ranges.clear();
         commit.claims.clear();
         let parsed = Commit::from_csv(&commit.to_csv(), "t").unwrap();

@@ -371,7 +371,7 @@ mod tests {
             } else {
                 vec![]
             },
-            files: vec![],
+            files: Default::default(),
         }
     }
 

@@ -211,7 +211,7 @@ mod tests {
             plugin: PluginStamp::default(),
             claims: vec![],
             ranges: vec![],
-            files: vec![],
+            files: Default::default(),
         }
     }
 

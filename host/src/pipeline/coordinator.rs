@@ -347,7 +347,7 @@ impl Coordinator {
             checkpoint: pending.checkpoint,
             plugin: pending.plugin,
             ranges,
-            files,
+            files: Arc::new(files),
         })
     }
 
@@ -405,7 +405,7 @@ impl Coordinator {
         self.stats
             .files
             .fetch_add(commit.files.len() as u64, Ordering::Relaxed);
-        for file in &commit.files {
+        for file in commit.files.iter() {
             self.stats.metrics.written(file.kind, file.bytes);
         }
         self.stats

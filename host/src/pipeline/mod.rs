@@ -25,5 +25,7 @@ mod worker;
 
 pub use assembly::{Parts, open_outputs, run};
 pub use error::RunError;
+pub use messages::{Event, WorkerMsg};
 pub use settings::{DEFAULT_MEMORY_BUDGET, DEFAULT_MEMORY_BUDGET_TEXT, RunSettings};
 pub use stop::StopHandle;
+pub use worker::{Held, Worker};

@@ -15,7 +15,7 @@ use crate::metrics::Stats;
 use crate::partition::TopicPartition;
 use crate::plugin::{Outcomes, PluginWorker};
 use crate::registry::Reader;
-use crate::sink::{PartitionSink, SinkContext};
+use crate::sink::{FileCost, PartitionSink, SinkContext};
 use crate::source::Fetched;
 
 pub struct Worker {
@@ -32,58 +32,74 @@ pub struct Worker {
     pub checkpoint: u64,
 }
 
+/// What a worker holds between messages.
+#[derive(Default)]
+pub struct Held {
+    sinks: HashMap<TopicPartition, PartitionSink>,
+    /// Records processed per partition since the last checkpoint.
+    records: BTreeMap<TopicPartition, u64>,
+}
+
 impl Worker {
     pub fn run(mut self, inbox: Receiver<WorkerMsg>) {
-        let mut sinks: HashMap<TopicPartition, PartitionSink> = HashMap::new();
-        let mut records: BTreeMap<TopicPartition, u64> = BTreeMap::new();
+        let mut held = Held::default();
         for msg in inbox {
-            let result = match msg {
-                WorkerMsg::Batch(batch) => {
-                    let bytes = batch.bytes();
-                    let result = self.process(&mut sinks, &mut records, &batch);
-                    self.budget.processed(bytes);
-                    match result {
-                        Err(RunError::Sink(e)) if e.upload_gone() => {
-                            self.disown(&mut sinks, &mut records, &batch.source, e);
-                            Ok(())
-                        }
-                        other => other,
-                    }
-                }
-                WorkerMsg::Seal { checkpoint } => self.seal(&mut sinks, &mut records, checkpoint),
-                WorkerMsg::Forget(partitions) => {
-                    for tp in partitions {
-                        if let Some(mut sink) = sinks.remove(&tp) {
-                            // Sealed and committed already; anything left
-                            // would be a bug, and must not become visible.
-                            sink.abort(&self.cx);
-                        }
-                        records.remove(&tp);
-                    }
-                    Ok(())
-                }
-                WorkerMsg::Abort(partitions) => {
-                    for tp in partitions {
-                        if let Some(mut sink) = sinks.remove(&tp) {
-                            sink.abort(&self.cx);
-                        }
-                        records.remove(&tp);
-                    }
-                    self.update_memory(&sinks);
-                    Ok(())
-                }
-                WorkerMsg::Swap(plugin) => {
-                    self.plugin.swap(plugin.clone());
-                    self.cx.switch_plugin(plugin);
-                    Ok(())
-                }
-                WorkerMsg::Shed => self.shed(&mut sinks, &mut records),
-                WorkerMsg::Stop => break,
-            };
-            if let Err(e) = result {
+            if matches!(msg, WorkerMsg::Stop) {
+                break;
+            }
+            if let Err(e) = self.handle(&mut held, msg) {
                 let _ = self.events.send(Event::Failed(e));
                 break;
             }
+        }
+    }
+
+    /// Acts on one message. `bench pipeline` calls this too, on its own
+    /// thread, so that it measures the path a run takes.
+    pub fn handle(&mut self, held: &mut Held, msg: WorkerMsg) -> Result<(), RunError> {
+        let Held { sinks, records } = held;
+        match msg {
+            WorkerMsg::Batch(batch) => {
+                let bytes = batch.bytes();
+                let result = self.process(sinks, records, &batch);
+                self.budget.processed(bytes);
+                match result {
+                    Err(RunError::Sink(e)) if e.upload_gone() => {
+                        self.disown(sinks, records, &batch.source, e);
+                        Ok(())
+                    }
+                    other => other,
+                }
+            }
+            WorkerMsg::Seal { checkpoint } => self.seal(sinks, records, checkpoint),
+            WorkerMsg::Forget(partitions) => {
+                for tp in partitions {
+                    if let Some(mut sink) = sinks.remove(&tp) {
+                        // Sealed and committed already; anything left would
+                        // be a bug, and must not become visible.
+                        sink.abort(&self.cx);
+                    }
+                    records.remove(&tp);
+                }
+                Ok(())
+            }
+            WorkerMsg::Abort(partitions) => {
+                for tp in partitions {
+                    if let Some(mut sink) = sinks.remove(&tp) {
+                        sink.abort(&self.cx);
+                    }
+                    records.remove(&tp);
+                }
+                self.update_memory(sinks);
+                Ok(())
+            }
+            WorkerMsg::Swap(plugin) => {
+                self.plugin.swap(plugin.clone());
+                self.cx.switch_plugin(plugin);
+                Ok(())
+            }
+            WorkerMsg::Shed => self.shed(sinks, records),
+            WorkerMsg::Stop => Ok(()),
         }
     }
 
@@ -98,7 +114,7 @@ impl Worker {
         let mut result = Ok(());
         let mut gone = Vec::new();
         for (tp, sink) in sinks.iter_mut() {
-            match sink.seal_all() {
+            match sink.seal_all(&self.cx) {
                 Ok(sealed) => files.extend(sealed),
                 Err(e) if e.upload_gone() => gone.push((tp.clone(), e)),
                 Err(e) => {
@@ -201,34 +217,49 @@ impl Worker {
     }
 
     /// Over budget, or paused and not yet back under where consumption
-    /// resumes: seals the largest files until that is over, or down to
-    /// half this worker's fair share. Sealed files hold no memory; they
-    /// wait, uploaded, for the checkpoint.
+    /// resumes: seals files early, those that cost the most memory per row
+    /// first (a late hour's few rows), until memory is back under that mark
+    /// or this worker is down to half its fair share. What stays is the
+    /// sealed files' descriptions, waiting for the checkpoint: if they
+    /// alone are past the budget, consumption stays paused until then.
     fn shed(
         &self,
         sinks: &mut HashMap<TopicPartition, PartitionSink>,
         records: &mut BTreeMap<TopicPartition, u64>,
     ) -> Result<(), RunError> {
+        if !self.budget.must_shed() {
+            return Ok(());
+        }
         let share = (self.budget.limit() / self.workers as u64) as usize;
-        while self.budget.must_shed()
-            && sinks.values().map(PartitionSink::memory).sum::<usize>() > share / 2
-        {
-            let Some((tp, sink)) = sinks.iter_mut().max_by_key(|(_, s)| s.memory()) else {
-                break;
+        let mut held: usize = sinks.values().map(PartitionSink::memory).sum();
+        let mut costs: Vec<(TopicPartition, FileCost)> = sinks
+            .iter()
+            .flat_map(|(tp, sink)| sink.costs().map(move |c| (tp.clone(), c)))
+            .collect();
+        // Costliest per row last, for `pop`; of two alike, the older hour.
+        costs.sort_unstable_by(|(_, a), (_, b)| {
+            a.per_row().cmp(&b.per_row()).then(b.slot.1.cmp(&a.slot.1))
+        });
+        // Down to where a paused consumer resumes, not just under the limit:
+        // else every batch after this one would seal again.
+        while held > share / 2 && !self.budget.relaxed() {
+            let Some((tp, cost)) = costs.pop() else { break };
+            let Some(sink) = sinks.get_mut(&tp) else {
+                continue; // disowned below, with all its files
             };
-            match sink.seal_largest() {
-                Ok(0) => break,
-                Ok(_) => {}
+            match sink.seal_early(&self.cx, cost.slot) {
+                Ok(freed) => held = held.saturating_sub(freed),
                 Err(e) if e.upload_gone() => {
-                    let tp = tp.clone();
                     self.disown(sinks, records, &tp, e);
+                    held = sinks.values().map(PartitionSink::memory).sum();
                     continue;
                 }
                 Err(e) => return Err(e.into()),
             }
             self.stats.early_seals.fetch_add(1, Ordering::Relaxed);
-            self.update_memory(sinks);
+            self.budget.set_worker(self.index, held);
         }
+        self.update_memory(sinks);
         Ok(())
     }
 

@@ -16,5 +16,5 @@ mod schema;
 pub use context::SinkContext;
 pub use error::SinkError;
 pub use file::FileSettings;
-pub use partition::PartitionSink;
+pub use partition::{FileCost, PartitionSink};
 pub use schema::{CHECKPOINT_ID, DroppedRow, SCHEMA_ID, data_schema, dropped_schema};

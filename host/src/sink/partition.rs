@@ -7,7 +7,7 @@ use super::file::ParquetFile;
 use super::schema::{DataRows, DroppedRow, DroppedRows};
 use crate::partition::TopicPartition;
 use crate::plugin::{KafkaRecord, OutcomeRef, Outcomes, ValueRef};
-use crate::staging::{FileKind, FileSpec, Hour, SealedFile, StagedWriter, discard, file_key};
+use crate::staging::{FileKind, Hour, SealedFile, Stager, discard, file_key};
 
 enum Rows {
     Data(DataRows),
@@ -27,7 +27,7 @@ impl OpenFile {
         }
     }
 
-    fn flush_rows(&mut self) -> Result<(), SinkError> {
+    fn flush_rows(&mut self, stager: &Stager) -> Result<(), SinkError> {
         if self.buffered() == 0 {
             return Ok(());
         }
@@ -35,19 +35,39 @@ impl OpenFile {
             Rows::Data(r) => r.finish(),
             Rows::Dropped(r) => r.finish(),
         };
-        self.file.write(&batch)
+        self.file.write(stager, &batch)
     }
 
+    /// Its real footprint: the file and its writer, and the builders with
+    /// what they hold.
     fn memory(&self) -> usize {
-        self.file.memory()
+        std::mem::size_of::<Self>()
+            + self.file.memory()
             + match &self.rows {
                 Rows::Data(r) => r.bytes(),
-                Rows::Dropped(r) => r.bytes(),
+                Rows::Dropped(r) => std::mem::size_of::<DroppedRows>() + r.bytes(),
             }
     }
 }
 
-type Slot = (FileKind, Hour);
+pub type Slot = (FileKind, Hour);
+
+/// One open file, as the budget sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct FileCost {
+    pub slot: Slot,
+    pub memory: usize,
+    pub records: u64,
+}
+
+impl FileCost {
+    /// Memory per row held: highest for a file of a few rows, whose writer
+    /// and builders cost the same whatever it holds. Sealing those first
+    /// frees the most memory for the fewest small files.
+    pub fn per_row(&self) -> usize {
+        self.memory / self.records.max(1) as usize
+    }
+}
 
 /// The files of one partition in the current checkpoint.
 pub struct PartitionSink {
@@ -56,9 +76,14 @@ pub struct PartitionSink {
     /// so, for the recovery of a later owner.
     claim: u64,
     /// A handful at most (an output and an hour each), so a list: cheaper
-    /// per record than hashing.
-    open: Vec<(Slot, OpenFile)>,
+    /// per record than hashing. Boxed, so that a list grown for many hours
+    /// does not hold twice their size.
+    open: Vec<(Slot, Box<OpenFile>)>,
     sealed: Vec<SealedFile>,
+    /// Memory of the open files as last counted (after each write), and of
+    /// the sealed files' descriptions, which wait for the checkpoint.
+    open_bytes: usize,
+    sealed_bytes: usize,
     /// The last hour computed, by epoch hour: records mostly share one.
     last_hour: Option<(i64, Hour)>,
 }
@@ -70,6 +95,8 @@ impl PartitionSink {
             claim,
             open: Vec::new(),
             sealed: Vec::new(),
+            open_bytes: 0,
+            sealed_bytes: 0,
             last_hour: None,
         }
     }
@@ -161,14 +188,20 @@ impl PartitionSink {
     fn after_write(&mut self, cx: &SinkContext) -> Result<(), SinkError> {
         for (_, open) in self.open.iter_mut() {
             if open.buffered() >= cx.settings.batch_rows {
-                open.flush_rows()?;
+                open.flush_rows(&cx.staging)?;
             }
         }
         while let Some(i) = self.open.iter().position(|(_, open)| open.file.full()) {
             let (_, open) = self.open.swap_remove(i);
-            self.sealed.push(seal(open)?);
+            self.keep_sealed(seal(&cx.staging, *open)?);
         }
+        self.open_bytes = self.open.iter().map(|(_, f)| f.memory()).sum();
         Ok(())
+    }
+
+    fn keep_sealed(&mut self, file: SealedFile) {
+        self.sealed_bytes += file.footprint();
+        self.sealed.push(file);
     }
 
     fn file(
@@ -185,16 +218,6 @@ impl PartitionSink {
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
         let key = file_key(&hour, &self.source, first_offset, &id);
-        let staged = StagedWriter::open(
-            &cx.staging,
-            FileSpec {
-                kind,
-                source: &self.source,
-                key,
-                id: &id,
-                claim: self.claim,
-            },
-        )?;
         let (schema, rows) = match kind {
             FileKind::Data => (
                 cx.data_schema().clone(),
@@ -216,8 +239,15 @@ impl PartitionSink {
                 )
             }
         };
-        let file = ParquetFile::new(kind, id, self.source.clone(), schema, staged, &cx.settings)?;
-        self.open.push((slot, OpenFile { file, rows }));
+        let file = ParquetFile::new(
+            kind,
+            id,
+            self.source.clone(),
+            schema,
+            (key, self.claim),
+            &cx.settings,
+        );
+        self.open.push((slot, Box::new(OpenFile { file, rows })));
         Ok(&mut self.open.last_mut().expect("just pushed").1)
     }
 
@@ -230,35 +260,42 @@ impl PartitionSink {
         self.open.is_empty() && self.sealed.is_empty()
     }
 
-    /// Memory held by this partition's open files.
+    /// Memory held by this partition's files, open and sealed, as counted
+    /// after the last write or seal.
     pub fn memory(&self) -> usize {
-        self.open.iter().map(|(_, f)| f.memory()).sum()
+        self.open_bytes + self.sealed_bytes
     }
 
-    /// Seals the file holding the most memory, to stay inside the budget.
-    pub fn seal_largest(&mut self) -> Result<usize, SinkError> {
-        let Some(i) = self
-            .open
-            .iter()
-            .enumerate()
-            .max_by_key(|(_, (_, f))| f.memory())
-            .map(|(i, _)| i)
-        else {
+    /// What each open file costs: the candidates for an early seal.
+    pub fn costs(&self) -> impl Iterator<Item = FileCost> + '_ {
+        self.open.iter().map(|(slot, f)| FileCost {
+            slot: *slot,
+            memory: f.memory(),
+            records: f.file.records(),
+        })
+    }
+
+    /// Seals one open file early, to stay inside the budget; answers the
+    /// memory that frees (none if no file is open there).
+    pub fn seal_early(&mut self, cx: &SinkContext, slot: Slot) -> Result<usize, SinkError> {
+        let Some(i) = self.open.iter().position(|(s, _)| *s == slot) else {
             return Ok(0);
         };
         let (_, open) = self.open.swap_remove(i);
         let freed = open.memory();
-        self.sealed.push(seal(open)?);
+        self.open_bytes = self.open_bytes.saturating_sub(freed);
+        self.keep_sealed(seal(&cx.staging, *open)?);
         Ok(freed)
     }
 
     /// Seals every file for the checkpoint and hands them over.
     /// On an error the files not sealed yet stay open, so that an abort
     /// still finds them and their staging entries.
-    pub fn seal_all(&mut self) -> Result<Vec<SealedFile>, SinkError> {
+    pub fn seal_all(&mut self, cx: &SinkContext) -> Result<Vec<SealedFile>, SinkError> {
         while let Some((_, open)) = self.open.pop() {
-            self.sealed.push(seal(open)?);
+            self.keep_sealed(seal(&cx.staging, *open)?);
         }
+        (self.open_bytes, self.sealed_bytes) = (0, 0);
         Ok(std::mem::take(&mut self.sealed))
     }
 
@@ -267,12 +304,15 @@ impl PartitionSink {
     pub fn abort(&mut self, cx: &SinkContext) {
         for (_, open) in self.open.drain(..) {
             let (source, id) = (open.file.source.clone(), open.file.id.clone());
-            open.file.abort();
+            if !open.file.abort() {
+                continue; // nothing of it reached the store
+            }
             let staging = &cx.staging;
             let _ = staging
                 .runtime
                 .block_on(staging.entries.unstage(&source, &id));
         }
+        (self.open_bytes, self.sealed_bytes) = (0, 0);
         let staging = &cx.staging;
         for file in self.sealed.drain(..) {
             staging
@@ -282,7 +322,7 @@ impl PartitionSink {
     }
 }
 
-fn seal(mut open: OpenFile) -> Result<SealedFile, SinkError> {
-    open.flush_rows()?;
-    open.file.seal()
+fn seal(stager: &Stager, mut open: OpenFile) -> Result<SealedFile, SinkError> {
+    open.flush_rows(stager)?;
+    open.file.seal(stager)
 }

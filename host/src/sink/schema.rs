@@ -4,10 +4,12 @@
 use std::sync::Arc;
 
 use arrow_array::builder::{
-    BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
-    StringBuilder, StructBuilder, TimestampMillisecondBuilder,
+    ArrayBuilder, BinaryBuilder, BooleanBuilder, Float64Builder, GenericByteBuilder, Int32Builder,
+    Int64Builder, ListBuilder, PrimitiveBuilder, StringBuilder, StructBuilder,
+    TimestampMillisecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
+use arrow_array::types::ByteArrayType;
+use arrow_array::{ArrayRef, ArrowPrimitiveType, RecordBatch};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 use crate::plugin::{ColumnType, PluginSchema, Row, ValueRef};
@@ -91,18 +93,54 @@ enum Column {
     Timestamp(TimestampMillisecondBuilder),
 }
 
+/// Builders start empty rather than at arrow's default of 1024 values:
+/// most files of a wide spread of hours hold a few rows, and 1024 values a
+/// column was most of what such a file cost.
+fn strings() -> StringBuilder {
+    StringBuilder::with_capacity(0, 0)
+}
+
+fn binaries() -> BinaryBuilder {
+    BinaryBuilder::with_capacity(0, 0)
+}
+
+/// What arrow has allocated for a buffer holding `len` bytes: it grows a
+/// buffer to twice its size or to what is needed, rounded up to 64 bytes,
+/// so for the small appends of rows the capacity is the next power of two
+/// of 64-byte blocks (a larger append can overshoot that by a few
+/// percent, and a sixteenth covers it).
+fn buffer(len: usize) -> usize {
+    match len {
+        0 => 0,
+        n => n.div_ceil(64).next_power_of_two() * 64 + n / 16,
+    }
+}
+
+fn bytes_held<T: ByteArrayType>(b: &GenericByteBuilder<T>) -> usize {
+    buffer(b.values_slice().len()) + buffer(4 * b.offsets_slice().len()) + validity(b.len())
+}
+
+fn primitive_held<T: ArrowPrimitiveType>(b: &PrimitiveBuilder<T>) -> usize {
+    buffer(b.len() * std::mem::size_of::<T::Native>()) + validity(b.len())
+}
+
+/// A validity bitmap, made once a null is appended: counted always.
+fn validity(rows: usize) -> usize {
+    buffer(rows.div_ceil(8))
+}
+
 impl Column {
     fn new(t: ColumnType) -> Self {
         match t {
-            ColumnType::String => Column::String(StringBuilder::new()),
-            ColumnType::Bytes => Column::Bytes(BinaryBuilder::new()),
-            ColumnType::Boolean => Column::Boolean(BooleanBuilder::new()),
-            ColumnType::Int32 => Column::Int32(Int32Builder::new()),
-            ColumnType::Int64 => Column::Int64(Int64Builder::new()),
-            ColumnType::Float64 => Column::Float64(Float64Builder::new()),
-            ColumnType::TimestampMs => {
-                Column::Timestamp(TimestampMillisecondBuilder::new().with_timezone("UTC"))
-            }
+            ColumnType::String => Column::String(strings()),
+            ColumnType::Bytes => Column::Bytes(binaries()),
+            ColumnType::Boolean => Column::Boolean(BooleanBuilder::with_capacity(0)),
+            ColumnType::Int32 => Column::Int32(Int32Builder::with_capacity(0)),
+            ColumnType::Int64 => Column::Int64(Int64Builder::with_capacity(0)),
+            ColumnType::Float64 => Column::Float64(Float64Builder::with_capacity(0)),
+            ColumnType::TimestampMs => Column::Timestamp(
+                TimestampMillisecondBuilder::with_capacity(0).with_timezone("UTC"),
+            ),
         }
     }
 
@@ -133,6 +171,19 @@ impl Column {
         }
     }
 
+    /// Bytes its buffers have allocated.
+    fn held(&self) -> usize {
+        match self {
+            Column::String(b) => bytes_held(b),
+            Column::Bytes(b) => bytes_held(b),
+            Column::Boolean(b) => 2 * validity(b.len()),
+            Column::Int32(b) => primitive_held(b),
+            Column::Int64(b) => primitive_held(b),
+            Column::Float64(b) => primitive_held(b),
+            Column::Timestamp(b) => primitive_held(b),
+        }
+    }
+
     fn finish(&mut self) -> ArrayRef {
         match self {
             Column::String(b) => Arc::new(b.finish()),
@@ -156,14 +207,13 @@ pub struct DataRows {
     /// With framed input (boxed: most runs have none).
     schema_id: Option<Box<Int32Builder>>,
     rows: usize,
-    bytes: usize,
 }
 
 impl DataRows {
     pub fn new(schema: SchemaRef, plugin: &PluginSchema, checkpoint_id: i64) -> Self {
         let schema_id = schema
             .column_with_name(SCHEMA_ID)
-            .map(|_| Box::new(Int32Builder::new()));
+            .map(|_| Box::new(Int32Builder::with_capacity(0)));
         Self {
             schema,
             columns: plugin
@@ -172,21 +222,15 @@ impl DataRows {
                 .iter()
                 .map(|c| Column::new(c.type_))
                 .collect(),
-            checkpoint: Int64Builder::new(),
+            checkpoint: Int64Builder::with_capacity(0),
             checkpoint_id,
             schema_id,
             rows: 0,
-            bytes: 0,
         }
     }
 
     pub fn append(&mut self, row: &Row<'_>, schema_id: Option<u32>) {
         for (column, value) in self.columns.iter_mut().zip(row.iter()) {
-            self.bytes += match value {
-                ValueRef::String(s) => s.len() + 4,
-                ValueRef::Bytes(b) => b.len() + 4,
-                _ => 8,
-            };
             column.append(value);
         }
         self.checkpoint.append_value(self.checkpoint_id);
@@ -200,9 +244,14 @@ impl DataRows {
         self.rows
     }
 
-    /// Approximate bytes held, for the memory budget.
+    /// Bytes the builders have allocated, for the memory budget.
     pub fn bytes(&self) -> usize {
-        self.bytes + self.rows * 8
+        std::mem::size_of_val(self.columns.as_slice())
+            + self.columns.iter().map(Column::held).sum::<usize>()
+            + primitive_held(&self.checkpoint)
+            + self.schema_id.as_deref().map_or(0, |b| {
+                std::mem::size_of::<Int32Builder>() + primitive_held(b)
+            })
     }
 
     pub fn finish(&mut self) -> RecordBatch {
@@ -212,7 +261,6 @@ impl DataRows {
             arrays.push(Arc::new(ids.finish()));
         }
         self.rows = 0;
-        self.bytes = 0;
         RecordBatch::try_new(self.schema.clone(), arrays).expect("columns match the schema")
     }
 }
@@ -246,7 +294,9 @@ pub struct DroppedRows {
     checkpoint_id: i64,
     schema_id: Int32Builder,
     rows: usize,
-    bytes: usize,
+    /// Header keys and values (their builders sit inside the list's).
+    header_bytes: usize,
+    header_count: usize,
 }
 
 impl DroppedRows {
@@ -255,25 +305,22 @@ impl DroppedRows {
         let field = Field::new("item", DataType::Struct(header_fields()), false);
         Self {
             schema,
-            topic: StringBuilder::new(),
-            partition: Int32Builder::new(),
-            offset: Int64Builder::new(),
-            timestamp: Int64Builder::new(),
-            key: BinaryBuilder::new(),
-            value: BinaryBuilder::new(),
-            headers: ListBuilder::new(header).with_field(Arc::new(field)),
-            reason: StringBuilder::new(),
-            plugin: [
-                StringBuilder::new(),
-                StringBuilder::new(),
-                StringBuilder::new(),
-            ],
+            topic: strings(),
+            partition: Int32Builder::with_capacity(0),
+            offset: Int64Builder::with_capacity(0),
+            timestamp: Int64Builder::with_capacity(0),
+            key: binaries(),
+            value: binaries(),
+            headers: ListBuilder::with_capacity(header, 0).with_field(Arc::new(field)),
+            reason: strings(),
+            plugin: [strings(), strings(), strings()],
             plugin_values: plugin,
-            checkpoint: Int64Builder::new(),
+            checkpoint: Int64Builder::with_capacity(0),
             checkpoint_id,
-            schema_id: Int32Builder::new(),
+            schema_id: Int32Builder::with_capacity(0),
             rows: 0,
-            bytes: 0,
+            header_bytes: 0,
+            header_count: 0,
         }
     }
 
@@ -295,7 +342,8 @@ impl DroppedRows {
                 .expect("header value builder")
                 .append_option(h.value);
             headers.append(true);
-            self.bytes += h.key.len() + h.value.map_or(0, <[u8]>::len);
+            self.header_bytes += h.key.len() + h.value.map_or(0, <[u8]>::len);
+            self.header_count += 1;
         }
         self.headers.append(true);
         self.reason.append_value(row.reason);
@@ -306,19 +354,32 @@ impl DroppedRows {
         self.schema_id
             .append_option(row.schema_id.map(|id| id as i32));
         self.rows += 1;
-        self.bytes += row.topic.len()
-            + row.key.map_or(0, <[u8]>::len)
-            + row.value.map_or(0, <[u8]>::len)
-            + row.reason.len()
-            + 64;
     }
 
     pub fn rows(&self) -> usize {
         self.rows
     }
 
+    /// Bytes the builders have allocated, for the memory budget.
     pub fn bytes(&self) -> usize {
-        self.bytes
+        let headers = 2 * buffer(self.header_bytes)
+            + 2 * buffer(4 * (self.header_count + 1))
+            + 3 * validity(self.header_count)
+            + buffer(4 * (self.rows + 1))
+            + validity(self.rows);
+        [&self.topic, &self.reason]
+            .into_iter()
+            .chain(&self.plugin)
+            .map(bytes_held)
+            .sum::<usize>()
+            + bytes_held(&self.key)
+            + bytes_held(&self.value)
+            + primitive_held(&self.partition)
+            + primitive_held(&self.offset)
+            + primitive_held(&self.timestamp)
+            + primitive_held(&self.checkpoint)
+            + primitive_held(&self.schema_id)
+            + headers
     }
 
     pub fn finish(&mut self) -> RecordBatch {
@@ -339,7 +400,8 @@ impl DroppedRows {
             Arc::new(self.schema_id.finish()),
         ];
         self.rows = 0;
-        self.bytes = 0;
+        self.header_bytes = 0;
+        self.header_count = 0;
         RecordBatch::try_new(self.schema.clone(), arrays).expect("columns match the schema")
     }
 }

@@ -116,3 +116,23 @@ pub struct SealedFile {
     /// empty for bare values.
     pub schema_ids: Vec<u32>,
 }
+
+impl SealedFile {
+    /// Memory its description holds while it waits for the checkpoint:
+    /// thousands of files sealed early add up.
+    pub fn footprint(&self) -> usize {
+        let publish = match &self.publish {
+            Publish::Multipart { upload_id, parts } => {
+                upload_id.len() + parts.iter().map(|p| p.len() + 24).sum::<usize>()
+            }
+            Publish::Rename { staging } => staging.len(),
+        };
+        std::mem::size_of::<Self>()
+            + self.id.len()
+            + self.url.len()
+            + self.key.len()
+            + self.source.topic.len()
+            + 4 * self.schema_ids.len()
+            + publish
+    }
+}

@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 
 use crate::support::{components, repo_root};
 
-fn lineage(args: &[&str]) -> Output {
+pub(crate) fn lineage(args: &[&str]) -> Output {
     components();
     Command::new(env!("CARGO_BIN_EXE_lineage"))
         .args(args)
@@ -23,11 +23,11 @@ fn lineage(args: &[&str]) -> Output {
         .expect("run lineage")
 }
 
-fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8(output.stdout.clone()).unwrap()
 }
 
-fn stderr(output: &Output) -> String {
+pub(crate) fn stderr(output: &Output) -> String {
     String::from_utf8(output.stderr.clone()).unwrap()
 }
 

@@ -7,6 +7,7 @@ mod durability;
 mod enrich;
 mod hostile;
 mod loading;
+mod memory;
 mod msk_iam;
 mod observability;
 mod outages;

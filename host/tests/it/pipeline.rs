@@ -259,10 +259,10 @@ fn a_tight_memory_budget_seals_files_early_and_pauses_instead_of_growing() {
         log.contains("memory budget reached; pausing consumption"),
         "{log}"
     );
-    // Each early-sealed file was committed, besides the files sealed at
-    // checkpoints.
+    // Each early-sealed file was committed (besides any sealed at
+    // checkpoints: at this budget there may be none).
     assert!(
-        output.committed.len() as u64 > count("early_seals"),
+        output.committed.len() as u64 >= count("early_seals"),
         "{} files, {stopped}",
         output.committed.len()
     );

@@ -585,7 +585,7 @@ fn fenced_while_assigned(store: Store, env: &[(&str, &str)], what: &str) {
                 moved: None,
             }],
             ranges: Vec::new(),
-            files: Vec::new(),
+            files: Default::default(),
         };
         if runtime
             .block_on(log.create(&claim))
