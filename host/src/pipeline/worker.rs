@@ -248,7 +248,9 @@ impl Worker {
                 continue; // disowned below, with all its files
             };
             match sink.seal_early(&self.cx, cost.slot) {
-                Ok(freed) => held = held.saturating_sub(freed),
+                // Counted again rather than less what was freed: the sealed
+                // file's description stays.
+                Ok(_) => held = sinks.values().map(PartitionSink::memory).sum(),
                 Err(e) if e.upload_gone() => {
                     self.disown(sinks, records, &tp, e);
                     held = sinks.values().map(PartitionSink::memory).sum();

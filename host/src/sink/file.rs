@@ -3,8 +3,9 @@
 //! uploaded in parts as they pile up, so that a file never sits whole in
 //! memory.
 //!
-//! The writer and the upload (with its staging entry, and on local disk an
-//! open staging file) start only when the first rows are encoded: a late
+//! The writer starts when the first batch of rows is encoded (8192 rows),
+//! and the upload (with its staging entry, and on local disk an open
+//! staging file) when the first part is put or the file is sealed: a late
 //! hour's file of a few rows holds neither until it is sealed, so that
 //! thousands of them open at once cost their rows, not file handles,
 //! uploads and page buffers.
@@ -129,12 +130,18 @@ impl ParquetFile {
     /// Encodes a batch of rows; flushes the row group and uploads parts as
     /// their sizes are reached.
     pub fn write(&mut self, stager: &Stager, batch: &RecordBatch) -> Result<(), SinkError> {
-        let part_bytes = self.settings.part_bytes;
         let writer = self.writer()?;
         writer.write(batch).map_err(SinkError::Parquet)?;
-        if writer.inner().len() >= part_bytes {
+        if writer.inner().len() >= self.settings.part_bytes {
+            // Journaled before the part leaves the writer: a failure here
+            // leaves the bytes where they were.
+            self.staged(stager)?;
+            let writer = self.writer.as_mut().expect("made above");
             let part = std::mem::take(writer.inner_mut());
-            self.staged(stager)?.put_part(part)?;
+            self.staged
+                .as_mut()
+                .expect("started above")
+                .put_part(part)?;
         }
         Ok(())
     }
@@ -175,7 +182,7 @@ impl ParquetFile {
         let staged = self
             .staged
             .as_ref()
-            .map_or(0, |_| std::mem::size_of::<StagedWriter>());
+            .map_or(0, |s| std::mem::size_of::<StagedWriter>() + s.in_flight());
         names + writer + staged
     }
 

@@ -61,9 +61,9 @@ pub struct FileCost {
 }
 
 impl FileCost {
-    /// Memory per row held: highest for a file of a few rows, whose writer
-    /// and builders cost the same whatever it holds. Sealing those first
-    /// frees the most memory for the fewest small files.
+    /// Memory per row held: highest for a file of a few rows, whose fixed
+    /// cost is spread over the fewest; these are mostly old hours, which
+    /// late data reaches rarely, so sealing them seldom opens them again.
     pub fn per_row(&self) -> usize {
         self.memory / self.records.max(1) as usize
     }

@@ -64,6 +64,8 @@ pub struct StagedWriter {
     policy: Policy,
     mode: Mode,
     bytes: u64,
+    /// The size of the last part put, for what is in flight.
+    last_part: usize,
 }
 
 /// Which file to start.
@@ -156,11 +158,22 @@ impl StagedWriter {
             policy: cx.policy.clone(),
             mode,
             bytes: 0,
+            last_part: 0,
         })
     }
 
     pub fn key(&self) -> &str {
         &self.key
+    }
+
+    /// Bytes of parts still in hand: being uploaded, or kept for a retry.
+    pub fn in_flight(&self) -> usize {
+        match &self.mode {
+            Mode::Multipart { uploads, .. } => {
+                uploads.iter().map(|(_, _, p)| p.content_length()).sum()
+            }
+            Mode::Rename { uploads, .. } => uploads.len() * self.last_part,
+        }
     }
 
     /// Where the file will be visible once published.
@@ -172,6 +185,7 @@ impl StagedWriter {
     /// too many parts of this file are already in flight.
     pub fn put_part(&mut self, bytes: Vec<u8>) -> Result<(), StagingError> {
         self.bytes += bytes.len() as u64;
+        self.last_part = bytes.len();
         let payload = PutPayload::from(bytes);
         match &mut self.mode {
             Mode::Multipart {

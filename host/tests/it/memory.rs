@@ -11,14 +11,14 @@ use crate::pipeline_support::read_output_at;
 /// runtime, the allocator's retention.
 const ALLOWANCE_MIB: f64 = 128.0;
 
-/// 32 partitions each receiving events over 72 hours: 2,304 data files
+/// 64 partitions each receiving events over 72 hours: 4,608 data files
 /// open at once, each with a few dozen rows. Counting only rows, the
 /// budget let their writers and builders take several times itself.
 #[test]
 fn a_wide_spread_of_hours_stays_inside_the_budget() {
     let dir = tempfile::tempdir().unwrap();
     let budget_mib = 8.0;
-    let (records, partitions) = (100_000u64, 32i64);
+    let (records, partitions) = (100_000u64, 64i64);
     let out = lineage(&[
         "bench",
         "pipeline",

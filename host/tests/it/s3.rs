@@ -77,7 +77,14 @@ fn a_store_outage_stops_consumption_and_the_run_resumes_exactly_once() {
     broker.create_topic("events", PARTITIONS);
     let paths = Paths::on(Store::Moto);
     produce(&broker, "events", 0, 5_000, 0.1);
-    let run = Lineage::start_ready(&broker, "events", &paths, &[("PROGRESS_INTERVAL", "100ms")]);
+    // Rows wait in memory until a file must upload, so a budget the
+    // outage's records outgrow is what brings consumption to a stop.
+    let run = Lineage::start_ready(
+        &broker,
+        "events",
+        &paths,
+        &[("PROGRESS_INTERVAL", "100ms"), ("MEMORY_BUDGET", "1MiB")],
+    );
     wait_committed(
         &paths,
         "events",
