@@ -18,22 +18,12 @@ shift || true
 counts=("$@")
 [ ${#counts[@]} -gt 0 ] || counts=(1 2 3)
 
-scripts/install.sh >&2
-scripts/build-plugins.sh >&2
-cargo build --release --locked --quiet -p lineage
-TOOLS="${LINEAGE_TOOLS_DIR:-$HOME/.cache/lineage/tools}"
+# shellcheck source=scripts/bench-lib.sh
+. scripts/bench-lib.sh
+bench_build
+start_tansu
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$TOOLS/tansu-0.6.0/bin/tansu" broker --listener-url "tcp://127.0.0.1:$port" \
-	--advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine memory://tansu/ >/dev/null 2>&1 &
-tansu=$!
-trap 'kill $tansu 2>/dev/null || true; wait 2>/dev/null || true' EXIT
-for _ in $(seq 600); do
-	(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-	sleep 0.1
-done
-
-export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:$port" KAFKA_TOPIC=bench-scale BENCH_RECORDS="$records"
+export KAFKA_TOPIC=bench-scale BENCH_RECORDS="$records"
 echo "cores: $(nproc)"
 for n in "${counts[@]}"; do
 	echo "== $n instance(s)"
