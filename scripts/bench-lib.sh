@@ -9,15 +9,18 @@ bench_build() {
 	TOOLS="${LINEAGE_TOOLS_DIR:-$HOME/.cache/lineage/tools}"
 }
 
-# Starts tansu on a free loopback port, stopped on exit (then `$on_exit`
-# runs), and exports KAFKA_BOOTSTRAP_SERVERS.
+# What a script has to clean up on exit besides tansu; it redefines this.
+bench_cleanup() { :; }
+
+# Starts tansu on a free loopback port, stopped on exit (then
+# `bench_cleanup` runs), and exports KAFKA_BOOTSTRAP_SERVERS.
 start_tansu() {
 	local port
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 	"$TOOLS/tansu-0.6.0/bin/tansu" broker --listener-url "tcp://127.0.0.1:$port" \
 		--advertised-listener-url "tcp://127.0.0.1:$port" --storage-engine memory://tansu/ >/dev/null 2>&1 &
 	tansu=$!
-	trap 'kill $tansu 2>/dev/null || true; wait 2>/dev/null || true; eval "${on_exit:-true}"' EXIT
+	trap 'kill $tansu 2>/dev/null || true; wait 2>/dev/null || true; bench_cleanup' EXIT
 	for _ in $(seq 600); do
 		(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
 		sleep 0.1

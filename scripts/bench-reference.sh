@@ -20,7 +20,7 @@ records="${1:-2000000}"
 . scripts/bench-lib.sh
 bench_build
 out=$(mktemp -d)
-on_exit='rm -rf "$out"'
+bench_cleanup() { rm -rf "$out"; }
 start_tansu
 
 export KAFKA_TOPIC=bench-reference BENCH_RECORDS="$records"
