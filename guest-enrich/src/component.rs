@@ -1,5 +1,8 @@
 //! Adapts the enrichment to the `lineage:plugin` WIT world.
 
+// The generated export takes the batch flat: nine core arguments.
+#![allow(clippy::too_many_arguments)]
+
 wit_bindgen::generate!({
     path: "../wit",
     world: "plugin",
@@ -8,7 +11,7 @@ wit_bindgen::generate!({
 use std::cell::RefCell;
 
 use lineage::plugin::schemas::writer_schema;
-use lineage::plugin::types::{Column, ColumnType, Value};
+use lineage::plugin::types::{Column, ColumnType, KafkaRecord, Outcome, Value};
 
 use crate::{ColumnKind, Writer, Writers};
 
@@ -44,22 +47,29 @@ impl Guest for Enrich {
         }
     }
 
-    fn process(records: Vec<KafkaRecord>) -> Vec<Outcome> {
-        records
-            .into_iter()
-            .map(|record| {
-                match writer(&record).and_then(|w| crate::enrich_with(record.value.as_deref(), w)) {
-                    Ok(event) => Outcome::Keep(vec![
+    fn process(batch: Batch) -> Answer {
+        let data = &batch.data;
+        let mut answer = Answer {
+            outcomes: Vec::with_capacity(batch.records.len()),
+            values: Vec::with_capacity(batch.records.len() * crate::COLUMNS.len()),
+        };
+        for record in &batch.records {
+            let value = record.value.map(|v| crate::span(data, v.start, v.len));
+            match writer(record).and_then(|w| crate::enrich_with(value, w)) {
+                Ok(event) => {
+                    answer.values.extend([
                         Value::String(event.uuid),
                         Value::Int64(event.timestamp),
-                        Value::String(record.topic),
-                        Value::Int32(record.partition),
+                        Value::String(batch.topic.clone()),
+                        Value::Int32(batch.partition),
                         Value::Int64(record.offset),
-                    ]),
-                    Err(reason) => Outcome::Drop(reason),
+                    ]);
+                    answer.outcomes.push(Outcome::Keep);
                 }
-            })
-            .collect()
+                Err(reason) => answer.outcomes.push(Outcome::Drop(reason)),
+            }
+        }
+        answer
     }
 }
 

@@ -218,6 +218,14 @@ impl Writers {
     }
 }
 
+/// Bytes `start..start + len` of a batch's data (WIT `span`); a span
+/// the host got wrong reads as empty rather than trapping.
+pub fn span(data: &[u8], start: u32, len: u32) -> &[u8] {
+    let start = start as usize;
+    data.get(start..start.saturating_add(len as usize))
+        .unwrap_or_default()
+}
+
 /// Decodes and validates one bare record value; the error is the drop
 /// reason.
 pub fn enrich(value: Option<&[u8]>) -> Result<InputEvent, String> {
@@ -231,12 +239,13 @@ pub fn enrich_with(value: Option<&[u8]>, writer: Writer) -> Result<InputEvent, S
         Some([]) => return Err("empty value".to_owned()),
         Some(bytes) => bytes,
     };
-    let event = match writer {
-        Writer::Same => SAME.read(bytes)?,
-        Writer::Planned(plan) => plan.read(bytes)?,
-        Writer::Resolved(reader) => decode(reader, bytes)?,
+    let (event, canonical) = match writer {
+        Writer::Same => SAME.read_event(bytes)?,
+        Writer::Planned(plan) => plan.read_event(bytes)?,
+        Writer::Resolved(reader) => (decode(reader, bytes)?, false),
     };
-    if !is_hyphenated_uuid(event.uuid.as_bytes())
+    if !canonical
+        && !is_hyphenated_uuid(event.uuid.as_bytes())
         && let Err(e) = uuid::Uuid::parse_str(&event.uuid)
     {
         return Err(format!("uuid: {e} in {:?}", clip(&event.uuid)));
@@ -297,7 +306,7 @@ pub(crate) fn decode(reader: &GenericDatumReader<'_>, bytes: &[u8]) -> Result<In
 /// decides everything else (other forms it accepts, and the error message);
 /// this check alone halved the plugin's uuid cost in WebAssembly, where
 /// uuid's table-driven hex decoding compiles poorly.
-fn is_hyphenated_uuid(s: &[u8]) -> bool {
+pub(crate) fn is_hyphenated_uuid(s: &[u8]) -> bool {
     let Ok(s) = <&[u8; 36]>::try_from(s) else {
         return false;
     };

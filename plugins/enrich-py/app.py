@@ -19,6 +19,7 @@ import uuid as uuidlib
 import wit_world
 from wit_world.imports import schemas, types
 from wit_world.imports.types import (
+    Answer,
     Column,
     ColumnType,
     Outcome_Drop,
@@ -280,23 +281,23 @@ class WitWorld(wit_world.WitWorld):
     def describe(self) -> PluginInfo:
         return PluginInfo(NAME, VERSION, COLUMNS, "timestamp", INPUT_SCHEMA)
 
-    def process(self, records: list[types.KafkaRecord]) -> list[types.Outcome]:
-        out = []
-        for r in records:
+    def process(self, batch: types.Batch) -> Answer:
+        data = batch.data
+        outcomes, values = [], []
+        keep = Outcome_Keep()
+        for r in batch.records:
+            value = None if r.value is None else data[r.value.start : r.value.start + r.value.len]
             try:
-                uuid, timestamp = enrich(r.value, r.schema_id)
+                uuid, timestamp = enrich(value, r.schema_id)
             except Drop as e:
-                out.append(Outcome_Drop(str(e)))
+                outcomes.append(Outcome_Drop(str(e)))
                 continue
-            out.append(
-                Outcome_Keep(
-                    [
-                        Value_String(uuid),
-                        Value_Int64(timestamp),
-                        Value_String(r.topic),
-                        Value_Int32(r.partition),
-                        Value_Int64(r.offset),
-                    ]
-                )
-            )
-        return out
+            outcomes.append(keep)
+            values += [
+                Value_String(uuid),
+                Value_Int64(timestamp),
+                Value_String(batch.topic),
+                Value_Int32(batch.partition),
+                Value_Int64(r.offset),
+            ]
+        return Answer(outcomes, values)

@@ -1,6 +1,6 @@
 //! A plugin's answer, lifted straight from guest memory into one arena.
 //!
-//! wasmtime's generic lifting of `list<outcome>` allocates a `Vec` per row
+//! wasmtime's generic lifting of an `answer` allocates a `Vec` per list
 //! and a `String` per string value, and looks the guest memory up again for
 //! every element: measured, that was more than half of the cost of a call
 //! (see docs/plugin-runtime.md). [`Lifted`] reads the canonical ABI layout
@@ -9,8 +9,9 @@
 //! checks and a memcpy per value and no copy afterwards.
 //!
 //! wasmtime's `Lift` trait builds a value from nothing, so the target
-//! arena is lent to the lift through a thread-local for the duration of one
-//! synchronous call ([`lift_into`]).
+//! arena (and the row width, which cuts `values` into rows) is lent to the
+//! lift through a thread-local for the duration of one synchronous call
+//! ([`lift_into`]).
 //!
 //! The type is checked against the generated bindings at link time, so a
 //! change to the WIT that this decoder does not follow fails loudly when a
@@ -36,7 +37,12 @@ const OUTCOME_PAYLOAD: usize = 4;
 const VALUE_SIZE: usize = 16;
 const VALUE_ALIGN: usize = 8;
 const VALUE_PAYLOAD: usize = 8;
+const ANSWER_FLAT: usize = 4;
 const _: () = {
+    assert!(
+        size_of::<<bindings::Answer as ComponentType>::Lower>()
+            == size_of::<[ValRaw; ANSWER_FLAT]>()
+    );
     assert!(<bindings::Outcome as ComponentType>::SIZE32 == OUTCOME_SIZE);
     assert!(<bindings::Outcome as ComponentType>::ALIGN32 as usize == OUTCOME_ALIGN);
     assert!(<bindings::Value as ComponentType>::SIZE32 == VALUE_SIZE);
@@ -351,6 +357,17 @@ impl Outcomes {
         self.entries.push(Entry::Drop(span));
     }
 
+    /// Makes room for `times` more answers like those appended since
+    /// `mark`, so that a long run grows its arena once rather than by
+    /// doubling from the first answer.
+    pub(super) fn reserve_like(&mut self, mark: Mark, times: usize) {
+        let cells = (self.cells.len() - mark.cells).saturating_mul(times);
+        let bytes = (self.bytes.len() - mark.bytes).saturating_mul(times);
+        // A hint, not a promise: bounded, whatever the first answer held.
+        self.cells.reserve(cells.min(1 << 20));
+        self.bytes.reserve(bytes.min(16 << 20));
+    }
+
     fn push_bytes(&mut self, bytes: &[u8]) -> Span {
         let start = self.bytes.len() as u32;
         self.bytes.extend_from_slice(bytes);
@@ -361,18 +378,27 @@ impl Outcomes {
     }
 }
 
+/// The arena an answer is lifted into, and the width of its rows.
+struct Target {
+    out: Outcomes,
+    columns: usize,
+}
+
 thread_local! {
-    static TARGET: RefCell<Option<Outcomes>> = const { RefCell::new(None) };
+    static TARGET: RefCell<Option<Target>> = const { RefCell::new(None) };
 }
 
 /// Runs `call` (one synchronous plugin call) with `target` as the arena that
-/// [`Lifted`] appends to.
-pub fn lift_into<R>(target: &mut Outcomes, call: impl FnOnce() -> R) -> R {
-    TARGET.with(|slot| *slot.borrow_mut() = Some(std::mem::take(target)));
+/// a [`Lifted`] result is decoded into, cutting `values` into rows of
+/// `columns`.
+pub fn lift_into<R>(target: &mut Outcomes, columns: usize, call: impl FnOnce() -> R) -> R {
+    let out = std::mem::take(target);
+    TARGET.with(|slot| *slot.borrow_mut() = Some(Target { out, columns }));
     let result = call();
     *target = TARGET
         .with(|slot| slot.borrow_mut().take())
-        .expect("lift target is back");
+        .expect("lift target is back")
+        .out;
     result
 }
 
@@ -383,16 +409,23 @@ pub struct Lifted {
     pub count: usize,
 }
 
-// SAFETY: `ABI` and `Lower` are those of `list<outcome>`, and `typecheck`
-// delegates to the generated bindings for that very type.
+// SAFETY: `ABI` and `Lower` are those of `answer` (checked above), and
+// `typecheck` delegates to the generated bindings for that very type.
 unsafe impl ComponentType for Lifted {
-    type Lower = [ValRaw; 2];
+    type Lower = [ValRaw; ANSWER_FLAT];
 
-    const ABI: CanonicalAbiInfo = CanonicalAbiInfo::POINTER_PAIR;
+    const ABI: CanonicalAbiInfo = <bindings::Answer as ComponentType>::ABI;
 
     fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
-        <Vec<bindings::Outcome> as ComponentType>::typecheck(ty, types)
+        <bindings::Answer as ComponentType>::typecheck(ty, types)
     }
+}
+
+/// Where an answer's two lists are in guest memory: (pointer, length).
+#[derive(Clone, Copy)]
+struct Lists {
+    outcomes: (u32, u32),
+    values: (u32, u32),
 }
 
 // SAFETY: every read is bounds-checked against the guest memory slice.
@@ -402,7 +435,14 @@ unsafe impl Lift for Lifted {
         _ty: InterfaceType,
         src: &Self::Lower,
     ) -> wasmtime::Result<Self> {
-        decode(cx, src[0].get_u32(), src[1].get_u32())
+        let [a, b, c, d] = src.map(|v| v.get_u32());
+        decode(
+            cx,
+            Lists {
+                outcomes: (a, b),
+                values: (c, d),
+            },
+        )
     }
 
     fn linear_lift_from_memory(
@@ -410,7 +450,14 @@ unsafe impl Lift for Lifted {
         _ty: InterfaceType,
         bytes: &[u8],
     ) -> wasmtime::Result<Self> {
-        decode(cx, u32_at(bytes, 0), u32_at(bytes, 4))
+        let at = |i| u32_at(bytes, i);
+        decode(
+            cx,
+            Lists {
+                outcomes: (at(0), at(4)),
+                values: (at(8), at(12)),
+            },
+        )
     }
 }
 
@@ -455,37 +502,53 @@ struct Decoder<'m, 'o> {
     start: Mark,
 }
 
-fn decode(cx: &mut LiftContext<'_>, ptr: u32, len: u32) -> wasmtime::Result<Lifted> {
+fn decode(cx: &mut LiftContext<'_>, lists: Lists) -> wasmtime::Result<Lifted> {
     TARGET.with(|slot| {
         let mut slot = slot.borrow_mut();
-        let out = slot
+        let target = slot
             .as_mut()
             .ok_or_else(|| wasmtime::format_err!("plugin answer lifted outside lift_into"))?;
-        decode_into(cx, ptr, len, out)
+        decode_into(cx, lists, target.columns, &mut target.out)
     })
 }
 
 fn decode_into(
     cx: &mut LiftContext<'_>,
-    ptr: u32,
-    len: u32,
+    lists: Lists,
+    columns: usize,
     out: &mut Outcomes,
 ) -> wasmtime::Result<Lifted> {
     let memory = cx.memory();
     let encoding = cx.options().string_encoding;
+    let (ptr, len) = lists.outcomes;
     let list = slice(memory, ptr, len, OUTCOME_SIZE, OUTCOME_ALIGN)?;
+    let (ptr, count) = lists.values;
+    let values = slice(memory, ptr, count, VALUE_SIZE, VALUE_ALIGN)?;
+    if count as usize > MAX_ANSWER_VALUES {
+        wasmtime::bail!("answer holds more than {MAX_ANSWER_VALUES} values");
+    }
+    let kept = list
+        .chunks_exact(OUTCOME_SIZE)
+        .filter(|o| o[0] == 0)
+        .count();
+    if kept.checked_mul(columns) != Some(count as usize) {
+        let rows = if kept == 1 { "row" } else { "rows" };
+        wasmtime::bail!("{count} values for {kept} kept {rows} of {columns} columns");
+    }
     let start = out.mark();
     out.entries.reserve(len as usize);
+    out.cells.reserve(count as usize);
     let mut d = Decoder {
         memory,
         encoding,
         out,
         start,
     };
+    let mut rows = values.chunks_exact(VALUE_SIZE * columns.max(1));
     for outcome in list.chunks_exact(OUTCOME_SIZE) {
         let payload = &outcome[OUTCOME_PAYLOAD..];
         match outcome[0] {
-            0 => d.keep(u32_at(payload, 0), u32_at(payload, 4))?,
+            0 => d.keep(rows.next().unwrap_or_default())?,
             1 => {
                 let span = d.string(u32_at(payload, 0), u32_at(payload, 4))?;
                 d.out.entries.push(Entry::Drop(span));
@@ -499,11 +562,8 @@ fn decode_into(
 }
 
 impl Decoder<'_, '_> {
-    fn keep(&mut self, ptr: u32, len: u32) -> wasmtime::Result<()> {
-        let values = slice(self.memory, ptr, len, VALUE_SIZE, VALUE_ALIGN)?;
-        if self.out.cells.len() - self.start.cells + len as usize > MAX_ANSWER_VALUES {
-            wasmtime::bail!("answer holds more than {MAX_ANSWER_VALUES} values");
-        }
+    /// A kept row: the values of one row, in guest memory.
+    fn keep(&mut self, values: &[u8]) -> wasmtime::Result<()> {
         let first = self.out.cells.len() as u32;
         for value in values.chunks_exact(VALUE_SIZE) {
             let p = &value[VALUE_PAYLOAD..];
@@ -520,6 +580,7 @@ impl Decoder<'_, '_> {
             };
             self.out.cells.push(cell);
         }
+        let len = self.out.cells.len() as u32 - first;
         self.out.entries.push(Entry::Keep { first, len });
         Ok(())
     }

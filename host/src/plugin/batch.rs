@@ -2,23 +2,11 @@
 //! paid once per batch, while count and byte caps bound what one call holds
 //! in guest memory.
 
-use super::bindings::KafkaRecord;
+use super::records::KafkaRecord;
 
-/// Bytes a record occupies once lowered into the guest.
-fn record_size(record: &KafkaRecord<'_>) -> u64 {
-    let headers: usize = record
-        .headers
-        .iter()
-        .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
-        .sum();
-    (record.topic.len()
-        + record.key.map_or(0, <[u8]>::len)
-        + record.value.map_or(0, <[u8]>::len)
-        + headers) as u64
-}
-
-/// Consecutive batches of at most `max_records` records and `max_bytes`
-/// bytes; a record larger than `max_bytes` goes alone.
+/// Consecutive batches of one topic and partition (a WIT `batch` has one
+/// of each), of at most `max_records` records and `max_bytes` bytes of
+/// keys, values and headers; a record larger than `max_bytes` goes alone.
 pub fn batches<'r, 'a>(
     records: &'r [KafkaRecord<'a>],
     max_records: usize,
@@ -46,9 +34,10 @@ impl<'r, 'a> Iterator for Batches<'r, 'a> {
         }
         let mut bytes = 0;
         let mut len = 0;
+        let first = &self.rest[0];
         for record in self.rest.iter().take(self.max_records) {
-            bytes += record_size(record);
-            if len > 0 && bytes > self.max_bytes {
+            bytes += record.data_len() as u64;
+            if len > 0 && (bytes > self.max_bytes || !record.same_partition(first)) {
                 break;
             }
             len += 1;
@@ -64,9 +53,13 @@ mod tests {
     use super::*;
 
     fn record(value: &[u8]) -> KafkaRecord<'_> {
+        on("t", 0, value)
+    }
+
+    fn on<'a>(topic: &'a str, partition: i32, value: &'a [u8]) -> KafkaRecord<'a> {
         KafkaRecord {
-            topic: "t",
-            partition: 0,
+            topic,
+            partition,
             offset: 0,
             timestamp: None,
             key: None,
@@ -84,8 +77,8 @@ mod tests {
 
     #[test]
     fn caps_by_count_and_bytes_and_loses_nothing() {
-        let small = [0u8; 9]; // 10 bytes with the topic
-        let big = [0u8; 99];
+        let small = [0u8; 10];
+        let big = [0u8; 100];
         let records: Vec<_> = (0..10).map(|_| record(&small)).collect();
         assert_eq!(sizes(&records, 4, 1000), [4, 4, 2]);
         assert_eq!(sizes(&records, 100, 30), [3, 3, 3, 1]);
@@ -93,5 +86,20 @@ mod tests {
         let mixed = [record(&small), record(&big), record(&small), record(&small)];
         assert_eq!(sizes(&mixed, 100, 50), [1, 1, 2]);
         assert!(sizes(&[], 4, 100).is_empty());
+    }
+
+    #[test]
+    fn a_batch_never_spans_two_partitions() {
+        let v = [0u8; 1];
+        let records = [
+            on("a", 0, &v),
+            on("a", 0, &v),
+            on("a", 1, &v),
+            on("b", 1, &v),
+            on("b", 1, &v),
+            on("a", 0, &v),
+        ];
+        assert_eq!(sizes(&records, 100, 1000), [2, 1, 2, 1]);
+        assert_eq!(sizes(&records, 1, 1000), [1; 6]);
     }
 }

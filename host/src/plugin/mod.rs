@@ -6,7 +6,7 @@
 //! [`PluginWorker`] per thread runs one over batches of records.
 
 /// The version of `wit/plugin.wit` this host implements.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 mod answer;
 mod batch;
@@ -24,12 +24,13 @@ mod schemas;
 mod worker;
 
 pub use answer::{Mark, OutcomeRef, Outcomes, Row, ValueRef};
-pub use bindings::{Column, ColumnType, Header, KafkaRecord, PluginInfo};
+pub use bindings::{Column, ColumnType, PluginInfo};
 pub use config::{PluginConfig, parse_size};
 pub use contract::{PluginSchema, type_name};
 pub use error::PluginError;
 pub use load::component_path;
 pub use loaded::{Plugin, PluginIdentity};
+pub use records::{Header, KafkaRecord};
 pub use reload::{Reload, Watcher, watch};
 pub use runtime::PluginRuntime;
 pub use schemas::WriterSchemas;

@@ -1,49 +1,98 @@
-//! A batch of records, lowered into guest memory.
+//! Records as the host hands them to a plugin, and their lowering into
+//! guest memory as the WIT `batch`.
 //!
-//! wasmtime's generic lowering of `list<kafka-record>` looks the guest
-//! memory up again for every field it writes; measured, that was a fifth of
-//! a call. [`RecordBatch`] writes each record's fixed part with one lookup
-//! and copies each buffer right after the guest allocated it. The buffers
-//! still need one `realloc` call each: the canonical ABI hands ownership of
-//! every list and string to the guest.
-//!
-//! Guests whose strings are not UTF-8 take wasmtime's own path.
+//! A batch crosses the boundary in four guest allocations whatever its
+//! length: the topic, one buffer with every key, value and header, the
+//! headers and the records, which point into the buffer by offset. Each
+//! `realloc` is a call into the guest (about 60 ns); 0.2.0's list per
+//! value cost three of them per record. [`RecordBatch`] writes all of it
+//! after the allocations, with one lookup of guest memory, where
+//! wasmtime's generic lowering looks memory up again for every field.
 
 use std::mem::MaybeUninit;
 
 use wasmtime::ValRaw;
 use wasmtime::component::__internal::{
-    CanonicalAbiInfo, InstanceType, InterfaceType, LowerContext, wasmtime_environ,
+    CanonicalAbiInfo, InstanceType, InterfaceType, LowerContext, bad_type_info,
 };
 use wasmtime::component::{ComponentType, Lower};
-use wasmtime_environ::component::StringEncoding;
 
-use super::bindings::{Header, KafkaRecord};
+use super::bindings;
 
-// Canonical ABI layout (32-bit) of `kafka-record` and `header`.
-const RECORD_SIZE: usize = 80;
+/// One Kafka record, borrowed from the fetch that holds its bytes. The
+/// topic and partition are the batch's in WIT; here each record carries
+/// them, and a run of records is cut into calls where they change.
+#[derive(Debug, Clone, Copy)]
+pub struct KafkaRecord<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    /// None for a tombstone; with framed input, the body after the framing.
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [Header<'a>],
+    /// The Schema Registry id of a framed value.
+    pub schema_id: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Header<'a> {
+    pub key: &'a str,
+    pub value: Option<&'a [u8]>,
+}
+
+impl KafkaRecord<'_> {
+    /// Bytes this record adds to a batch's `data`.
+    pub(super) fn data_len(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|h| h.key.len() + h.value.map_or(0, <[u8]>::len))
+            .sum();
+        self.key.map_or(0, <[u8]>::len) + self.value.map_or(0, <[u8]>::len) + headers
+    }
+
+    /// Whether the two may share a batch, which has one topic and partition.
+    pub(super) fn same_partition(&self, other: &Self) -> bool {
+        // Records of one fetch share their topic's allocation.
+        self.partition == other.partition
+            && (std::ptr::eq(self.topic, other.topic) || self.topic == other.topic)
+    }
+}
+
+// Canonical ABI layout (32-bit) of `kafka-record` and `header`, and the
+// flat form of `batch`: topic (2), partition, data (2), headers (2),
+// records (2).
+const RECORD_SIZE: usize = 64;
 const RECORD_ALIGN: u32 = 8;
 const HEADER_SIZE: usize = 20;
 const HEADER_ALIGN: u32 = 4;
+const BATCH_FLAT: usize = 9;
 const _: () = {
-    assert!(<KafkaRecord<'static> as ComponentType>::SIZE32 == RECORD_SIZE);
-    assert!(<KafkaRecord<'static> as ComponentType>::ALIGN32 == RECORD_ALIGN);
-    assert!(<Header<'static> as ComponentType>::SIZE32 == HEADER_SIZE);
-    assert!(<Header<'static> as ComponentType>::ALIGN32 == HEADER_ALIGN);
+    assert!(<bindings::KafkaRecord as ComponentType>::SIZE32 == RECORD_SIZE);
+    assert!(<bindings::KafkaRecord as ComponentType>::ALIGN32 == RECORD_ALIGN);
+    assert!(<bindings::Header as ComponentType>::SIZE32 == HEADER_SIZE);
+    assert!(<bindings::Header as ComponentType>::ALIGN32 == HEADER_ALIGN);
+    assert!(
+        size_of::<<bindings::Batch as ComponentType>::Lower>() == size_of::<[ValRaw; BATCH_FLAT]>()
+    );
 };
 
-/// `list<kafka-record>` as the host passes it to `process`.
+/// The WIT `batch` of consecutive records of one topic and partition, as
+/// the host passes it to `process`.
 pub struct RecordBatch<'r, 'a>(pub &'r [KafkaRecord<'a>]);
 
-// SAFETY: `ABI` and `Lower` are those of `list<kafka-record>`, and
+// SAFETY: `ABI` and `Lower` are those of `batch` (checked above), and
 // `typecheck` delegates to the generated bindings for that very type.
 unsafe impl ComponentType for RecordBatch<'_, '_> {
-    type Lower = [ValRaw; 2];
+    type Lower = [ValRaw; BATCH_FLAT];
 
-    const ABI: CanonicalAbiInfo = CanonicalAbiInfo::POINTER_PAIR;
+    const ABI: CanonicalAbiInfo = <bindings::Batch as ComponentType>::ABI;
 
     fn typecheck(ty: &InterfaceType, types: &InstanceType<'_>) -> wasmtime::Result<()> {
-        <[KafkaRecord<'static>] as ComponentType>::typecheck(ty, types)
+        <bindings::Batch as ComponentType>::typecheck(ty, types)
     }
 }
 
@@ -56,12 +105,25 @@ unsafe impl Lower for RecordBatch<'_, '_> {
         ty: InterfaceType,
         dst: &mut MaybeUninit<Self::Lower>,
     ) -> wasmtime::Result<()> {
-        if !matches!(cx.options().string_encoding, StringEncoding::Utf8) {
-            return self.0.linear_lower_to_flat(cx, ty, dst);
-        }
-        let (ptr, len) = store(cx, self.0)?;
+        let mut topic = MaybeUninit::<[ValRaw; 2]>::uninit();
+        self.topic()
+            .linear_lower_to_flat(cx, topic_type(cx, ty), &mut topic)?;
+        // SAFETY: `linear_lower_to_flat` returned Ok, so it wrote `topic`.
+        let [topic_ptr, topic_len] = unsafe { topic.assume_init() };
+        let placed = store(cx, self.0)?;
         // Pointers travel as 64-bit values, as wasmtime's own lowering does.
-        dst.write([ValRaw::i64(ptr as i64), ValRaw::i64(len as i64)]);
+        let pointer = |v: u32| ValRaw::i64(i64::from(v));
+        dst.write([
+            topic_ptr,
+            topic_len,
+            ValRaw::i32(self.partition()),
+            pointer(placed.data.0),
+            pointer(placed.data.1),
+            pointer(placed.headers.0),
+            pointer(placed.headers.1),
+            pointer(placed.records.0),
+            pointer(placed.records.1),
+        ]);
         Ok(())
     }
 
@@ -71,13 +133,37 @@ unsafe impl Lower for RecordBatch<'_, '_> {
         ty: InterfaceType,
         offset: usize,
     ) -> wasmtime::Result<()> {
-        if !matches!(cx.options().string_encoding, StringEncoding::Utf8) {
-            return self.0.linear_lower_to_memory(cx, ty, offset);
-        }
-        let (ptr, len) = store(cx, self.0)?;
+        self.topic()
+            .linear_lower_to_memory(cx, topic_type(cx, ty), offset)?;
+        let placed = store(cx, self.0)?;
         let memory = cx.as_slice_mut();
-        put_u32(memory, offset, ptr)?;
-        put_u32(memory, offset + 4, len)
+        put(memory, offset + 8, &self.partition().to_le_bytes())?;
+        for (i, (ptr, len)) in [placed.data, placed.headers, placed.records]
+            .into_iter()
+            .enumerate()
+        {
+            put(memory, offset + 12 + 8 * i, &ptr.to_le_bytes())?;
+            put(memory, offset + 16 + 8 * i, &len.to_le_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+impl RecordBatch<'_, '_> {
+    fn topic(&self) -> &str {
+        self.0.first().map_or("", |r| r.topic)
+    }
+
+    fn partition(&self) -> i32 {
+        self.0.first().map_or(0, |r| r.partition)
+    }
+}
+
+/// The type of `batch.topic`, the first field.
+fn topic_type<T>(cx: &LowerContext<'_, T>, ty: InterfaceType) -> InterfaceType {
+    match ty {
+        InterfaceType::Record(i) => cx.types[i].fields[0].ty,
+        _ => bad_type_info(),
     }
 }
 
@@ -97,25 +183,15 @@ fn alloc<T>(cx: &mut LowerContext<'_, T>, len: usize, align: u32) -> wasmtime::R
 /// out memory it does not have. Memory only grows, so a buffer in bounds
 /// once stays in bounds.
 fn at(memory: &mut [u8], start: usize, len: usize) -> wasmtime::Result<&mut [u8]> {
-    memory.get_mut(start..start + len).ok_or_else(|| {
+    let end = start.saturating_add(len);
+    memory.get_mut(start..end).ok_or_else(|| {
         wasmtime::format_err!("plugin realloc returned {start:#x} for {len} bytes, out of bounds")
     })
 }
 
-/// Copies `bytes` into a fresh guest allocation.
-fn buffer<T>(cx: &mut LowerContext<'_, T>, bytes: &[u8], align: u32) -> wasmtime::Result<u32> {
-    let ptr = alloc(cx, bytes.len(), align)?;
-    if !bytes.is_empty() {
-        at(cx.as_slice_mut(), ptr as usize, bytes.len())?.copy_from_slice(bytes);
-    }
-    Ok(ptr)
-}
-
-fn put_u32(memory: &mut [u8], at: usize, v: u32) -> wasmtime::Result<()> {
-    memory
-        .get_mut(at..at + 4)
-        .ok_or_else(|| wasmtime::format_err!("write at {at:#x} out of bounds"))?
-        .copy_from_slice(&v.to_le_bytes());
+#[inline]
+fn put(memory: &mut [u8], start: usize, bytes: &[u8]) -> wasmtime::Result<()> {
+    at(memory, start, bytes.len())?.copy_from_slice(bytes);
     Ok(())
 }
 
@@ -131,101 +207,104 @@ fn array<T>(
     alloc(cx, bytes, align)
 }
 
-/// Guest addresses of one record's buffers.
-struct Placed {
-    topic: u32,
-    key: u32,
-    value: u32,
-    headers: u32,
+fn len32(len: usize, what: &str) -> wasmtime::Result<u32> {
+    u32::try_from(len).map_err(|_| wasmtime::format_err!("{what} of {len} too large for a plugin"))
 }
 
-fn store<T>(
-    cx: &mut LowerContext<'_, T>,
-    records: &[KafkaRecord<'_>],
-) -> wasmtime::Result<(u32, u32)> {
-    let len = u32::try_from(records.len())
-        .map_err(|_| wasmtime::format_err!("too many records for one call"))?;
-    let base = array(cx, records.len(), RECORD_SIZE, RECORD_ALIGN)?;
+/// Guest addresses and lengths of a batch's three lists.
+struct Placed {
+    data: (u32, u32),
+    headers: (u32, u32),
+    records: (u32, u32),
+}
+
+/// Appends to the batch's `data`, handing out spans.
+struct Data {
+    base: usize,
+    next: u32,
+}
+
+impl Data {
+    /// Copies `bytes` in and writes their span (`start`, `len`) at `span`.
+    fn push(&mut self, memory: &mut [u8], bytes: &[u8], span: &mut [u8]) -> wasmtime::Result<()> {
+        put(memory, self.base + self.next as usize, bytes)?;
+        let len = bytes.len() as u32;
+        span[0..4].copy_from_slice(&self.next.to_le_bytes());
+        span[4..8].copy_from_slice(&len.to_le_bytes());
+        self.next += len;
+        Ok(())
+    }
+}
+
+fn store<T>(cx: &mut LowerContext<'_, T>, records: &[KafkaRecord<'_>]) -> wasmtime::Result<Placed> {
+    let data_len = len32(
+        records.iter().map(KafkaRecord::data_len).sum(),
+        "batch data",
+    )?;
+    let header_count = len32(
+        records.iter().map(|r| r.headers.len()).sum(),
+        "header count",
+    )?;
+    let record_count = len32(records.len(), "record count")?;
     // Allocation calls into the guest, which may grow (move) its memory, so
     // all of them come before the one lookup of memory below.
-    let mut placed = Vec::with_capacity(records.len());
-    for record in records {
-        placed.push(Placed {
-            topic: alloc(cx, record.topic.len(), 1)?,
-            key: record
-                .key
-                .map(|k| alloc(cx, k.len(), 1))
-                .transpose()?
-                .unwrap_or(0),
-            value: record
-                .value
-                .map(|v| alloc(cx, v.len(), 1))
-                .transpose()?
-                .unwrap_or(0),
-            headers: store_headers(cx, record.headers)?,
-        });
-    }
+    let data = alloc(cx, data_len as usize, 1)?;
+    let headers = array(cx, header_count as usize, HEADER_SIZE, HEADER_ALIGN)?;
+    let base = array(cx, records.len(), RECORD_SIZE, RECORD_ALIGN)?;
     let memory = cx.as_slice_mut();
-    for (record, place) in records.iter().zip(&placed) {
-        let topic = record.topic.as_bytes();
-        at(memory, place.topic as usize, topic.len())?.copy_from_slice(topic);
-        if let Some(key) = record.key {
-            at(memory, place.key as usize, key.len())?.copy_from_slice(key);
-        }
-        if let Some(value) = record.value {
-            at(memory, place.value as usize, value.len())?.copy_from_slice(value);
-        }
-    }
-    for (i, (record, place)) in records.iter().zip(&placed).enumerate() {
-        let mut fixed = [0u8; RECORD_SIZE];
-        fixed[0..4].copy_from_slice(&place.topic.to_le_bytes());
-        fixed[4..8].copy_from_slice(&(record.topic.len() as u32).to_le_bytes());
-        fixed[8..12].copy_from_slice(&record.partition.to_le_bytes());
-        fixed[16..24].copy_from_slice(&record.offset.to_le_bytes());
-        if let Some(ts) = record.timestamp {
-            fixed[24] = 1;
-            fixed[32..40].copy_from_slice(&ts.to_le_bytes());
-        }
-        if let Some(key) = record.key {
-            fixed[40] = 1;
-            fixed[44..48].copy_from_slice(&place.key.to_le_bytes());
-            fixed[48..52].copy_from_slice(&(key.len() as u32).to_le_bytes());
-        }
-        if let Some(value) = record.value {
-            fixed[52] = 1;
-            fixed[56..60].copy_from_slice(&place.value.to_le_bytes());
-            fixed[60..64].copy_from_slice(&(value.len() as u32).to_le_bytes());
-        }
-        fixed[64..68].copy_from_slice(&place.headers.to_le_bytes());
-        fixed[68..72].copy_from_slice(&(record.headers.len() as u32).to_le_bytes());
-        if let Some(id) = record.schema_id {
-            fixed[72] = 1;
-            fixed[76..80].copy_from_slice(&id.to_le_bytes());
-        }
-        at(memory, base as usize + i * RECORD_SIZE, RECORD_SIZE)?.copy_from_slice(&fixed);
-    }
-    Ok((base, len))
-}
+    at(memory, data as usize, data_len as usize)?;
+    at(
+        memory,
+        headers as usize,
+        header_count as usize * HEADER_SIZE,
+    )?;
+    at(memory, base as usize, records.len() * RECORD_SIZE)?;
 
-fn store_headers<T>(cx: &mut LowerContext<'_, T>, headers: &[Header<'_>]) -> wasmtime::Result<u32> {
-    let base = array(cx, headers.len(), HEADER_SIZE, HEADER_ALIGN)?;
-    for (i, header) in headers.iter().enumerate() {
-        let key = buffer(cx, header.key.as_bytes(), 1)?;
-        let value = header.value.map(|v| buffer(cx, v, 1)).transpose()?;
-        let mut fixed = [0u8; HEADER_SIZE];
-        fixed[0..4].copy_from_slice(&key.to_le_bytes());
-        fixed[4..8].copy_from_slice(&(header.key.len() as u32).to_le_bytes());
-        if let (Some(ptr), Some(v)) = (value, header.value) {
+    let mut bytes = Data {
+        base: data as usize,
+        next: 0,
+    };
+    let mut header_at = 0u32;
+    for (i, record) in records.iter().enumerate() {
+        let mut fixed = [0u8; RECORD_SIZE];
+        fixed[0..8].copy_from_slice(&record.offset.to_le_bytes());
+        if let Some(ts) = record.timestamp {
             fixed[8] = 1;
-            fixed[12..16].copy_from_slice(&ptr.to_le_bytes());
-            fixed[16..20].copy_from_slice(&(v.len() as u32).to_le_bytes());
+            fixed[16..24].copy_from_slice(&ts.to_le_bytes());
         }
-        at(
-            cx.as_slice_mut(),
-            base as usize + i * HEADER_SIZE,
-            HEADER_SIZE,
-        )?
-        .copy_from_slice(&fixed);
+        if let Some(key) = record.key {
+            fixed[24] = 1;
+            bytes.push(memory, key, &mut fixed[28..36])?;
+        }
+        if let Some(value) = record.value {
+            fixed[36] = 1;
+            bytes.push(memory, value, &mut fixed[40..48])?;
+        }
+        fixed[48..52].copy_from_slice(&header_at.to_le_bytes());
+        fixed[52..56].copy_from_slice(&(record.headers.len() as u32).to_le_bytes());
+        for header in record.headers {
+            let mut h = [0u8; HEADER_SIZE];
+            bytes.push(memory, header.key.as_bytes(), &mut h[0..8])?;
+            if let Some(value) = header.value {
+                h[8] = 1;
+                bytes.push(memory, value, &mut h[12..20])?;
+            }
+            put(
+                memory,
+                headers as usize + header_at as usize * HEADER_SIZE,
+                &h,
+            )?;
+            header_at += 1;
+        }
+        if let Some(id) = record.schema_id {
+            fixed[56] = 1;
+            fixed[60..64].copy_from_slice(&id.to_le_bytes());
+        }
+        put(memory, base as usize + i * RECORD_SIZE, &fixed)?;
     }
-    Ok(base)
+    Ok(Placed {
+        data: (data, data_len),
+        headers: (headers, header_count),
+        records: (base, record_count),
+    })
 }

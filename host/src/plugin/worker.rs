@@ -15,10 +15,9 @@ use wasmtime::{Store, Trap};
 
 use super::answer::{Lifted, Outcomes, lift_into};
 use super::batch::batches;
-use super::bindings::KafkaRecord;
 use super::error::PluginError;
 use super::loaded::Plugin;
-use super::records::RecordBatch;
+use super::records::{KafkaRecord, RecordBatch};
 use super::runtime::START_FUEL;
 use super::sandbox::Sandbox;
 
@@ -110,8 +109,12 @@ impl PluginWorker {
     fn run(&mut self, records: &[KafkaRecord<'_>], out: &mut Outcomes) -> Result<(), PluginError> {
         let config = self.plugin.runtime().config();
         let (max_records, max_bytes) = (config.batch_records, config.batch_bytes);
-        for batch in batches(records, max_records, max_bytes) {
+        let mark = out.mark();
+        for (i, batch) in batches(records, max_records, max_bytes).enumerate() {
             self.isolate(batch, out)?;
+            if i == 0 {
+                out.reserve_like(mark, (records.len() - batch.len()) / batch.len());
+            }
         }
         Ok(())
     }
@@ -163,7 +166,8 @@ impl PluginWorker {
 
         // SAFETY: `start` type-checked `process` against `Process`.
         let process: Process<'_, '_> = unsafe { TypedFunc::new_unchecked(live.process) };
-        let result = lift_into(out, || {
+        let columns = self.plugin.schema().info.columns.len();
+        let result = lift_into(out, columns, || {
             process
                 .call(&mut live.store, (RecordBatch(records),))
                 .map(|(lifted,)| lifted.count)

@@ -56,7 +56,7 @@ impl Reader {
         let mut seen: Vec<(u32, Lookup)> = Vec::new();
         for (i, record) in records.iter_mut().enumerate() {
             match unframe(self.format, record.value) {
-                Framed::Bare => out.bodies.push(record.clone()),
+                Framed::Bare => out.bodies.push(*record),
                 Framed::Bad(problem) => out.refused.push((i, problem.to_string())),
                 Framed::Framed { id, body } => {
                     record.schema_id = Some(id);
@@ -70,7 +70,7 @@ impl Reader {
                     match lookup {
                         Lookup::Known => out.bodies.push(KafkaRecord {
                             value: Some(body),
-                            ..record.clone()
+                            ..*record
                         }),
                         Lookup::Refused(reason) => out.refused.push((i, reason.clone())),
                     }

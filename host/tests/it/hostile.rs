@@ -122,7 +122,10 @@ fn rows_that_break_the_declared_columns_are_dropped() {
     );
     assert_eq!(stats.failed_calls, 0, "a bad row needs no retry");
     let (reason, _) = isolate("wrong-arity", config());
-    assert_eq!(reason, "plugin answered a row of 3 values for 7 columns");
+    assert_eq!(
+        reason,
+        "plugin answer malformed: 3 values for 1 kept row of 7 columns"
+    );
     let (reason, _) = isolate("null", config());
     assert_eq!(
         reason,
@@ -261,10 +264,19 @@ fn keys_headers_and_timestamps_reach_the_plugin_intact() {
             schema_id: None,
         };
     let headers: &'static [Header<'static>] = Box::leak(Box::new(headers));
+    // A batch has one topic and partition: the host cuts the run where
+    // they change, and each call's spans start over in its own data.
+    let elsewhere = KafkaRecord {
+        topic: "payments",
+        partition: 3,
+        ..record(Some(b"k"), &headers[..1], Some(5))
+    };
     let records = [
         record(Some(b"user-7"), headers, Some(1_732_550_400_123)),
         record(Some(b""), &[], None),
+        elsewhere,
         record(None, &[], Some(-1)),
+        record(Some(b"user-8"), &headers[2..], Some(6)),
     ];
     let outcomes = PluginWorker::new(plugin).process(&records).unwrap();
     let got = crate::support::describe(&outcomes);
@@ -277,7 +289,15 @@ fn keys_headers_and_timestamps_reach_the_plugin_intact() {
                  headers=[(\"source\", Some(\"mobile\")), (\"empty\", Some(\"\")), (\"absent\", None)]"
             ),
             text("topic=orders.v2 partition=11 ts=None key=Some(\"\") headers=[]"),
+            text(
+                "topic=payments partition=3 ts=Some(5) key=Some(\"k\") \
+                 headers=[(\"source\", Some(\"mobile\"))]"
+            ),
             text("topic=orders.v2 partition=11 ts=Some(-1) key=None headers=[]"),
+            text(
+                "topic=orders.v2 partition=11 ts=Some(6) key=Some(\"user-8\") \
+                 headers=[(\"absent\", None)]"
+            ),
         ]
     );
 }
@@ -288,19 +308,20 @@ fn keys_headers_and_timestamps_reach_the_plugin_intact() {
 /// that the host's own decoder of the canonical ABI refuses them.
 fn malformed_component(answer: &str) -> Vec<u8> {
     // Memory layout: strings at 0x100.., the one column at 0x200, the
-    // plugin-info record at 0x300, the answer (pointer, count) at 0x400,
+    // plugin-info record at 0x300, the answer (outcomes and values, each
+    // pointer and count; no values, since nothing is kept) at 0x400,
     // bytes that are not UTF-8 at 0x500, outcomes from 0x800, the bump
     // allocator from 0x10000 (the second page).
     let fill = match answer {
-        // list<outcome> at an address past the end of memory.
+        // The outcomes at an address past the end of memory.
         "bad-pointer" => "(i32.store (i32.const 0x400) (i32.const 0x7fff0000))",
         // Every outcome's case is 7; `outcome` has two.
         "bad-discriminant" => {
-            "(call $outcomes (local.get 1) (i32.const 7) (i32.const 0) (i32.const 0))"
+            "(call $outcomes (local.get 8) (i32.const 7) (i32.const 0) (i32.const 0))"
         }
         // Every outcome is `drop` with a reason that is not UTF-8.
         "invalid-utf8" => {
-            "(call $outcomes (local.get 1) (i32.const 1) (i32.const 0x500) (i32.const 3))"
+            "(call $outcomes (local.get 8) (i32.const 1) (i32.const 0x500) (i32.const 3))"
         }
         other => panic!("no such answer {other}"),
     };
@@ -345,8 +366,12 @@ fn malformed_component(answer: &str) -> Vec<u8> {
           (i32.store (i32.add (local.get $at) (i32.const 8)) (local.get $len))
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br $next))))
-    (func (export "process") (param i32 i32) (result i32)
-      (i32.store (i32.const 0x404) (local.get 1))
+    ;; The batch comes flat: topic, partition, data, headers, records.
+    (func (export "process")
+      (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
+      (i32.store (i32.const 0x404) (local.get 8))
+      (i32.store (i32.const 0x408) (i32.const 0x800))
+      (i32.store (i32.const 0x40c) (i32.const 0))
       {fill}
       (i32.const 0x400)))
   (core instance $i (instantiate $m))
@@ -358,23 +383,29 @@ fn malformed_component(answer: &str) -> Vec<u8> {
     (field "name" string) (field "version" string) (field "columns" (list $column'))
     (field "event-time" (option string)) (field "input-schema" (option string))))
   (export $plugin-info' "plugin-info" (type $plugin-info))
-  (type $header (record (field "key" string) (field "value" (option (list u8)))))
+  (type $span (record (field "start" u32) (field "len" u32)))
+  (export $span' "span" (type $span))
+  (type $header (record (field "key" $span') (field "value" (option $span'))))
   (export $header' "header" (type $header))
   (type $kafka-record (record
-    (field "topic" string) (field "partition" s32) (field "offset" s64)
-    (field "timestamp" (option s64)) (field "key" (option (list u8)))
-    (field "value" (option (list u8))) (field "headers" (list $header'))
-    (field "schema-id" (option u32))))
+    (field "offset" s64) (field "timestamp" (option s64)) (field "key" (option $span'))
+    (field "value" (option $span')) (field "headers" $span') (field "schema-id" (option u32))))
   (export $kafka-record' "kafka-record" (type $kafka-record))
+  (type $batch (record
+    (field "topic" string) (field "partition" s32) (field "data" (list u8))
+    (field "headers" (list $header')) (field "records" (list $kafka-record'))))
+  (export $batch' "batch" (type $batch))
   (type $value (variant
     (case "null") (case "string" string) (case "bytes" (list u8)) (case "boolean" bool)
     (case "int32" s32) (case "int64" s64) (case "float64" f64) (case "timestamp-ms" s64)))
   (export $value' "value" (type $value))
-  (type $outcome (variant (case "keep" (list $value')) (case "drop" string)))
+  (type $outcome (variant (case "keep") (case "drop" string)))
   (export $outcome' "outcome" (type $outcome))
+  (type $answer (record (field "outcomes" (list $outcome')) (field "values" (list $value'))))
+  (export $answer' "answer" (type $answer))
   (func $describe (result $plugin-info')
     (canon lift (core func $i "describe") (memory (core memory $i "memory")) (realloc (core func $i "realloc"))))
-  (func $process (param "records" (list $kafka-record')) (result (list $outcome'))
+  (func $process (param "batch" $batch') (result $answer')
     (canon lift (core func $i "process") (memory (core memory $i "memory")) (realloc (core func $i "realloc"))))
   (export "describe" (func $describe))
   (export "process" (func $process)))"#

@@ -70,28 +70,28 @@ fn a_component_of_another_world_is_refused() {
     let message = error.to_string();
     assert!(matches!(error, PluginError::Contract { .. }), "{message}");
     assert!(
-        message.contains("does not implement the world lineage:plugin/plugin@0.2.0"),
+        message.contains("does not implement the world lineage:plugin/plugin@0.3.0"),
         "{message}"
     );
 }
 
-/// A component built against the first contract imports its interfaces
-/// at 0.1.0; it is refused by version, not with a type mismatch.
+/// A component built against the previous contract imports its
+/// interfaces at 0.2.0; it is refused by version, not with a type mismatch.
 #[test]
 fn a_component_of_an_earlier_contract_is_refused_naming_both_versions() {
     let dir = tempfile::tempdir().unwrap();
-    let component = r#"(component (import "lineage:plugin/types@0.1.0" (instance)))"#;
+    let component = r#"(component (import "lineage:plugin/types@0.2.0" (instance)))"#;
     let path = write(&dir, "old.wasm", &wat::parse_str(component).unwrap());
     let error = load_error(&path);
     let message = error.to_string();
     assert!(
-        matches!(&error, PluginError::ContractVersion { found, .. } if found == "0.1.0"),
+        matches!(&error, PluginError::ContractVersion { found, .. } if found == "0.2.0"),
         "{message}"
     );
     assert_eq!(
         message,
         format!(
-            "plugin {}: built against lineage:plugin@0.1.0, and this Lineage runs lineage:plugin@0.2.0; rebuild it against wit/plugin.wit (wit/README.md lists what changed)",
+            "plugin {}: built against lineage:plugin@0.2.0, and this Lineage runs lineage:plugin@0.3.0; rebuild it against wit/plugin.wit (wit/README.md lists what changed)",
             path.display()
         )
     );

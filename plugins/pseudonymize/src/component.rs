@@ -1,5 +1,8 @@
 //! Adapts the plugin to the `lineage:plugin` WIT world.
 
+// The generated export takes the batch flat: nine core arguments.
+#![allow(clippy::too_many_arguments)]
+
 wit_bindgen::generate!({
     path: "../../wit",
     world: "plugin",
@@ -9,7 +12,7 @@ use std::cell::RefCell;
 
 use guest_enrich::Writers;
 use lineage::plugin::schemas::writer_schema;
-use lineage::plugin::types::{Column, ColumnType, Value};
+use lineage::plugin::types::{Column, ColumnType, Outcome, Value};
 
 thread_local! {
     static WRITERS: RefCell<Writers> = RefCell::default();
@@ -42,26 +45,34 @@ impl Guest for Pseudonymize {
         }
     }
 
-    fn process(records: Vec<KafkaRecord>) -> Vec<Outcome> {
-        records
-            .into_iter()
-            .map(|record| {
-                match WRITERS
-                    .with_borrow_mut(|w| w.of(record.schema_id, writer_schema))
-                    .and_then(|w| {
-                        crate::pseudonymize_with(record.value.as_deref(), w, record.timestamp)
-                    }) {
-                    Ok((user_key, timestamp)) => Outcome::Keep(vec![
+    fn process(batch: Batch) -> Answer {
+        let data = &batch.data;
+        let mut answer = Answer {
+            outcomes: Vec::with_capacity(batch.records.len()),
+            values: Vec::with_capacity(batch.records.len() * 5),
+        };
+        for record in &batch.records {
+            let value = record
+                .value
+                .map(|v| guest_enrich::span(data, v.start, v.len));
+            match WRITERS
+                .with_borrow_mut(|w| w.of(record.schema_id, writer_schema))
+                .and_then(|w| crate::pseudonymize_with(value, w, record.timestamp))
+            {
+                Ok((user_key, timestamp)) => {
+                    answer.values.extend([
                         Value::String(user_key),
                         Value::Int64(timestamp),
-                        Value::String(record.topic),
-                        Value::Int32(record.partition),
+                        Value::String(batch.topic.clone()),
+                        Value::Int32(batch.partition),
                         Value::Int64(record.offset),
-                    ]),
-                    Err(reason) => Outcome::Drop(reason),
+                    ]);
+                    answer.outcomes.push(Outcome::Keep);
                 }
-            })
-            .collect()
+                Err(reason) => answer.outcomes.push(Outcome::Drop(reason)),
+            }
+        }
+        answer
     }
 }
 
