@@ -51,6 +51,8 @@ struct Flow {
     /// When another owner fenced it here, for claiming it again if Kafka
     /// keeps assigning it to this instance.
     fenced_at: Option<Instant>,
+    /// The size of the last batch sent, for the next one.
+    last_size: (usize, usize),
 }
 
 /// Batches in the making and what was sent since the last barrier; only the
@@ -84,6 +86,7 @@ impl Inflight {
             claim: 0,
             end_checked: None,
             fenced_at: None,
+            last_size: (0, 0),
         })
     }
 
@@ -266,12 +269,13 @@ impl ConsumerShared {
         flow.expected = Some(offset + 1);
         self.stats.consumed.fetch_add(1, Ordering::Relaxed);
         let claim = flow.claim;
-        let batch = flow
-            .pending
-            .get_or_insert_with(|| Fetched::new(flow.source.clone(), claim));
+        let batch = flow.pending.get_or_insert_with(|| {
+            Fetched::with_capacity(flow.source.clone(), claim, flow.last_size)
+        });
         append(batch);
         if batch.len() >= self.batch_records || batch.bytes() >= self.batch_bytes {
             let batch = flow.pending.take().expect("just filled");
+            flow.last_size = batch.size();
             self.send(&mut inflight.sent, epoch, batch);
         }
         None

@@ -46,6 +46,29 @@ impl Fetched {
         }
     }
 
+    /// With room for `records` records of `bytes` bytes, so that a batch
+    /// sized like the last one of its partition does not grow by doubling
+    /// (copying itself) as it fills.
+    pub fn with_capacity(
+        source: TopicPartition,
+        claim: u64,
+        (records, bytes): (usize, usize),
+    ) -> Self {
+        Self {
+            source,
+            claim,
+            data: Vec::with_capacity(bytes),
+            records: Vec::with_capacity(records),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Records held, and bytes of their keys, values and headers: the
+    /// size to give the next batch of the partition.
+    pub fn size(&self) -> (usize, usize) {
+        (self.records.len(), self.data.len())
+    }
+
     pub fn len(&self) -> usize {
         self.records.len()
     }
