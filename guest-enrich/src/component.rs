@@ -64,7 +64,9 @@ impl Guest for Enrich {
                         Value::Int32(batch.partition),
                         Value::Int64(record.offset),
                     ]);
-                    answer.outcomes.push(Outcome::Keep);
+                    answer
+                        .outcomes
+                        .push(Outcome::Keep(crate::COLUMNS.len() as u32));
                 }
                 Err(reason) => answer.outcomes.push(Outcome::Drop(reason)),
             }

@@ -284,7 +284,7 @@ class WitWorld(wit_world.WitWorld):
     def process(self, batch: types.Batch) -> Answer:
         data = batch.data
         outcomes, values = [], []
-        keep = Outcome_Keep()
+        keep = Outcome_Keep(len(COLUMNS))
         for r in batch.records:
             value = None if r.value is None else data[r.value.start : r.value.start + r.value.len]
             try:

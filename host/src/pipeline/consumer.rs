@@ -275,7 +275,11 @@ impl ConsumerShared {
         append(batch);
         if batch.len() >= self.batch_records || batch.bytes() >= self.batch_bytes {
             let batch = flow.pending.take().expect("just filled");
-            flow.last_size = batch.size();
+            // Records in full, bytes up to 1 MiB: a batch that is flushed
+            // early with a few records, or follows one huge record, should
+            // not hold more than that unused.
+            let (records, bytes) = batch.size();
+            flow.last_size = (records, bytes.min(1 << 20));
             self.send(&mut inflight.sent, epoch, batch);
         }
         None

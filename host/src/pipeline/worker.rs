@@ -198,6 +198,7 @@ impl Worker {
             .entry(batch.source.clone())
             .or_insert_with(|| PartitionSink::new(batch.source.clone(), batch.claim));
         sink.write(&self.cx, self.checkpoint, &views, &outcomes)?;
+        self.plugin.recycle(outcomes);
         *records.entry(batch.source.clone()).or_default() += views.len() as u64;
         self.stats.kept.fetch_add(kept as u64, Ordering::Relaxed);
         self.stats

@@ -9,7 +9,7 @@
 //! checks and a memcpy per value and no copy afterwards.
 //!
 //! wasmtime's `Lift` trait builds a value from nothing, so the target
-//! arena (and the row width, which cuts `values` into rows) is lent to the
+//! arena (and the number of records the answer is for) is lent to the
 //! lift through a thread-local for the duration of one synchronous call
 //! ([`lift_into`]).
 //!
@@ -53,6 +53,9 @@ const _: () = {
 /// plugin can make the host allocate by pointing many values at one large
 /// string.
 const MAX_ANSWER_BYTES: usize = 256 << 20;
+/// Most bytes an arena takes from answers: spans are 32-bit, and the
+/// gigabyte left is room for the reasons the host adds itself.
+const MAX_ARENA_BYTES: usize = 3 << 30;
 /// Most values (all rows together) one answer may hold.
 const MAX_ANSWER_VALUES: usize = 16 << 20;
 
@@ -116,7 +119,7 @@ struct Span {
 
 impl Span {
     fn range(self) -> Range<usize> {
-        self.start as usize..(self.start + self.len) as usize
+        self.start as usize..self.start as usize + self.len as usize
     }
 }
 
@@ -217,6 +220,20 @@ impl Outcomes {
             cells: Vec::new(),
             bytes: Vec::new(),
         }
+    }
+
+    /// Room for `records` more outcomes.
+    pub fn reserve(&mut self, records: usize) {
+        self.entries.reserve(records);
+    }
+
+    /// Empties the arena for reuse, keeping its capacity; every mark
+    /// taken before is outdated by it.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.cells.clear();
+        self.bytes.clear();
+        self.arena = next_arena();
     }
 
     pub fn len(&self) -> usize {
@@ -357,43 +374,38 @@ impl Outcomes {
         self.entries.push(Entry::Drop(span));
     }
 
-    /// Makes room for `times` more answers like those appended since
-    /// `mark`, so that a long run grows its arena once rather than by
-    /// doubling from the first answer.
-    pub(super) fn reserve_like(&mut self, mark: Mark, times: usize) {
-        let cells = (self.cells.len() - mark.cells).saturating_mul(times);
-        let bytes = (self.bytes.len() - mark.bytes).saturating_mul(times);
-        // A hint, not a promise: bounded, whatever the first answer held.
-        self.cells.reserve(cells.min(1 << 20));
-        self.bytes.reserve(bytes.min(16 << 20));
-    }
-
+    /// Panics past 4 GiB, which spans cannot address: answers stop well
+    /// short of it ([`MAX_ARENA_BYTES`]), and what the host appends itself
+    /// is a reason per record.
     fn push_bytes(&mut self, bytes: &[u8]) -> Span {
-        let start = self.bytes.len() as u32;
+        let start = self.bytes.len();
+        assert!(
+            start + bytes.len() <= u32::MAX as usize,
+            "outcome arena past 4 GiB"
+        );
         self.bytes.extend_from_slice(bytes);
         Span {
-            start,
+            start: start as u32,
             len: bytes.len() as u32,
         }
     }
 }
 
-/// The arena an answer is lifted into, and the width of its rows.
+/// The arena an answer is lifted into, and how many records it answers.
 struct Target {
     out: Outcomes,
-    columns: usize,
+    records: usize,
 }
 
 thread_local! {
     static TARGET: RefCell<Option<Target>> = const { RefCell::new(None) };
 }
 
-/// Runs `call` (one synchronous plugin call) with `target` as the arena that
-/// a [`Lifted`] result is decoded into, cutting `values` into rows of
-/// `columns`.
-pub fn lift_into<R>(target: &mut Outcomes, columns: usize, call: impl FnOnce() -> R) -> R {
+/// Runs `call` (one synchronous plugin call over `records` records) with
+/// `target` as the arena that a [`Lifted`] result is decoded into.
+pub fn lift_into<R>(target: &mut Outcomes, records: usize, call: impl FnOnce() -> R) -> R {
     let out = std::mem::take(target);
-    TARGET.with(|slot| *slot.borrow_mut() = Some(Target { out, columns }));
+    TARGET.with(|slot| *slot.borrow_mut() = Some(Target { out, records }));
     let result = call();
     *target = TARGET
         .with(|slot| slot.borrow_mut().take())
@@ -508,52 +520,70 @@ fn decode(cx: &mut LiftContext<'_>, lists: Lists) -> wasmtime::Result<Lifted> {
         let target = slot
             .as_mut()
             .ok_or_else(|| wasmtime::format_err!("plugin answer lifted outside lift_into"))?;
-        decode_into(cx, lists, target.columns, &mut target.out)
+        decode_into(cx, lists, target.records, &mut target.out)
     })
 }
 
 fn decode_into(
     cx: &mut LiftContext<'_>,
     lists: Lists,
-    columns: usize,
+    records: usize,
     out: &mut Outcomes,
 ) -> wasmtime::Result<Lifted> {
     let memory = cx.memory();
     let encoding = cx.options().string_encoding;
     let (ptr, len) = lists.outcomes;
+    if len as usize != records {
+        // Refused by the caller whatever it holds: not worth a copy.
+        return Ok(Lifted {
+            count: len as usize,
+        });
+    }
     let list = slice(memory, ptr, len, OUTCOME_SIZE, OUTCOME_ALIGN)?;
     let (ptr, count) = lists.values;
     let values = slice(memory, ptr, count, VALUE_SIZE, VALUE_ALIGN)?;
     if count as usize > MAX_ANSWER_VALUES {
         wasmtime::bail!("answer holds more than {MAX_ANSWER_VALUES} values");
     }
-    let kept = list
-        .chunks_exact(OUTCOME_SIZE)
-        .filter(|o| o[0] == 0)
-        .count();
-    if kept.checked_mul(columns) != Some(count as usize) {
-        let rows = if kept == 1 { "row" } else { "rows" };
-        wasmtime::bail!("{count} values for {kept} kept {rows} of {columns} columns");
+    // Before anything is copied: every case is one `outcome` has, and the
+    // rows' lengths add up to the values there are.
+    let mut rows: u64 = 0;
+    for outcome in list.chunks_exact(OUTCOME_SIZE) {
+        match outcome[0] {
+            0 => rows += u64::from(u32_at(outcome, OUTCOME_PAYLOAD)),
+            1 => {}
+            other => wasmtime::bail!("outcome has invalid case {other}"),
+        }
     }
+    if rows != u64::from(count) {
+        let plural = if rows == 1 { "value" } else { "values" };
+        wasmtime::bail!("the kept rows need {rows} {plural}, and the answer has {count}");
+    }
+    let strings: usize = values
+        .chunks_exact(VALUE_SIZE)
+        .filter(|v| matches!(v[0], 1 | 2))
+        .map(|v| u32_at(v, VALUE_PAYLOAD + 4) as usize)
+        .sum();
     let start = out.mark();
     out.entries.reserve(len as usize);
     out.cells.reserve(count as usize);
+    out.bytes.reserve(strings.min(MAX_ANSWER_BYTES));
     let mut d = Decoder {
         memory,
         encoding,
         out,
         start,
     };
-    let mut rows = values.chunks_exact(VALUE_SIZE * columns.max(1));
+    let mut rest = values;
     for outcome in list.chunks_exact(OUTCOME_SIZE) {
         let payload = &outcome[OUTCOME_PAYLOAD..];
-        match outcome[0] {
-            0 => d.keep(rows.next().unwrap_or_default())?,
-            1 => {
-                let span = d.string(u32_at(payload, 0), u32_at(payload, 4))?;
-                d.out.entries.push(Entry::Drop(span));
-            }
-            other => wasmtime::bail!("outcome has invalid case {other}"),
+        if outcome[0] == 0 {
+            let (row, after) = rest.split_at(u32_at(payload, 0) as usize * VALUE_SIZE);
+            rest = after;
+            d.keep(row)?;
+        } else {
+            let span = d.string(u32_at(payload, 0), u32_at(payload, 4))?;
+            d.out.entries.push(Entry::Drop(span));
         }
     }
     Ok(Lifted {
@@ -590,7 +620,7 @@ impl Decoder<'_, '_> {
             wasmtime::bail!("answer holds more than {MAX_ANSWER_BYTES} bytes");
         }
         // Spans are 32-bit; a caller that keeps appending must start over.
-        if self.out.bytes.len() + len > u32::MAX as usize {
+        if self.out.bytes.len() + len > MAX_ARENA_BYTES {
             wasmtime::bail!("outcome arena full; process fewer records at a time");
         }
         Ok(())

@@ -121,11 +121,9 @@ fn rows_that_break_the_declared_columns_are_dropped() {
         "plugin answered int64 for column \"text\", declared string"
     );
     assert_eq!(stats.failed_calls, 0, "a bad row needs no retry");
-    let (reason, _) = isolate("wrong-arity", config());
-    assert_eq!(
-        reason,
-        "plugin answer malformed: 3 values for 1 kept row of 7 columns"
-    );
+    let (reason, stats) = isolate("wrong-arity", config());
+    assert_eq!(reason, "plugin answered a row of 3 values for 7 columns");
+    assert_eq!(stats.failed_calls, 0, "a short row shifts no other row");
     let (reason, _) = isolate("null", config());
     assert_eq!(
         reason,
@@ -275,7 +273,7 @@ fn keys_headers_and_timestamps_reach_the_plugin_intact() {
         record(Some(b"user-7"), headers, Some(1_732_550_400_123)),
         record(Some(b""), &[], None),
         elsewhere,
-        record(None, &[], Some(-1)),
+        record(None, &headers[1..2], Some(-1)),
         record(Some(b"user-8"), &headers[2..], Some(6)),
     ];
     let outcomes = PluginWorker::new(plugin).process(&records).unwrap();
@@ -293,7 +291,9 @@ fn keys_headers_and_timestamps_reach_the_plugin_intact() {
                 "topic=payments partition=3 ts=Some(5) key=Some(\"k\") \
                  headers=[(\"source\", Some(\"mobile\"))]"
             ),
-            text("topic=orders.v2 partition=11 ts=Some(-1) key=None headers=[]"),
+            text(
+                "topic=orders.v2 partition=11 ts=Some(-1) key=None headers=[(\"empty\", Some(\"\"))]"
+            ),
             text(
                 "topic=orders.v2 partition=11 ts=Some(6) key=Some(\"user-8\") \
                  headers=[(\"absent\", None)]"
@@ -322,6 +322,21 @@ fn malformed_component(answer: &str) -> Vec<u8> {
         // Every outcome is `drop` with a reason that is not UTF-8.
         "invalid-utf8" => {
             "(call $outcomes (local.get 8) (i32.const 1) (i32.const 0x500) (i32.const 3))"
+        }
+        // Every record kept with a row of one value, and no values.
+        "rows-past-values" => {
+            "(call $outcomes (local.get 8) (i32.const 0) (i32.const 1) (i32.const 0))"
+        }
+        // Rows of one value each, the values past the end of memory.
+        "bad-values-pointer" => {
+            "(call $outcomes (local.get 8) (i32.const 0) (i32.const 1) (i32.const 0))
+             (i32.store (i32.const 0x408) (i32.const 0x7fff0000))
+             (i32.store (i32.const 0x40c) (local.get 8))"
+        }
+        // Rows of one value each, every value of case 9; `value` has eight.
+        "bad-value-case" => {
+            "(call $outcomes (local.get 8) (i32.const 0) (i32.const 1) (i32.const 0))
+             (call $values (local.get 8) (i32.const 9))"
         }
         other => panic!("no such answer {other}"),
     };
@@ -366,6 +381,17 @@ fn malformed_component(answer: &str) -> Vec<u8> {
           (i32.store (i32.add (local.get $at) (i32.const 8)) (local.get $len))
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br $next))))
+    ;; `count` values of case `case` at 0x1000, as the answer's values.
+    (func $values (param $count i32) (param $case i32)
+      (local $i i32)
+      (i32.store (i32.const 0x408) (i32.const 0x1000))
+      (i32.store (i32.const 0x40c) (local.get $count))
+      (block $done
+        (loop $next
+          (br_if $done (i32.ge_u (local.get $i) (local.get $count)))
+          (i32.store8 (i32.add (i32.const 0x1000) (i32.mul (local.get $i) (i32.const 16))) (local.get $case))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br $next))))
     ;; The batch comes flat: topic, partition, data, headers, records.
     (func (export "process")
       (param i32 i32 i32 i32 i32 i32 i32 i32 i32) (result i32)
@@ -399,7 +425,7 @@ fn malformed_component(answer: &str) -> Vec<u8> {
     (case "null") (case "string" string) (case "bytes" (list u8)) (case "boolean" bool)
     (case "int32" s32) (case "int64" s64) (case "float64" f64) (case "timestamp-ms" s64)))
   (export $value' "value" (type $value))
-  (type $outcome (variant (case "keep") (case "drop" string)))
+  (type $outcome (variant (case "keep" u32) (case "drop" string)))
   (export $outcome' "outcome" (type $outcome))
   (type $answer (record (field "outcomes" (list $outcome')) (field "values" (list $value'))))
   (export $answer' "answer" (type $answer))
@@ -443,6 +469,28 @@ fn an_answer_with_a_case_outcome_does_not_have_is_dropped_as_malformed() {
         assert_eq!(
             reason,
             "drop plugin answer malformed: outcome has invalid case 7"
+        );
+    }
+}
+
+#[test]
+fn an_answer_whose_rows_and_values_disagree_is_dropped_as_malformed() {
+    for reason in malformed_reasons("rows-past-values") {
+        assert_eq!(
+            reason,
+            "drop plugin answer malformed: the kept rows need 1 value, and the answer has 0"
+        );
+    }
+    for reason in malformed_reasons("bad-values-pointer") {
+        assert!(
+            reason.starts_with("drop plugin answer malformed: list at 0x7fff0000"),
+            "{reason}"
+        );
+    }
+    for reason in malformed_reasons("bad-value-case") {
+        assert_eq!(
+            reason,
+            "drop plugin answer malformed: value has invalid case 9"
         );
     }
 }

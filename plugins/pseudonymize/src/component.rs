@@ -67,7 +67,7 @@ impl Guest for Pseudonymize {
                         Value::Int32(batch.partition),
                         Value::Int64(record.offset),
                     ]);
-                    answer.outcomes.push(Outcome::Keep);
+                    answer.outcomes.push(Outcome::Keep(5));
                 }
                 Err(reason) => answer.outcomes.push(Outcome::Drop(reason)),
             }

@@ -29,9 +29,10 @@ pub struct PluginBenchArgs {
     pub plugin: PluginConfig,
 }
 
-/// Records handed to `PluginWorker::process` at a time, as a Kafka fetch
-/// would; the worker cuts them into batches.
-const CHUNK: usize = 16 * 1024;
+/// Records handed to `PluginWorker::process` at a time, as the pipeline
+/// hands it a partition's batch (cut at --plugin-batch-records, 1024 by
+/// default); the worker cuts them into calls.
+const CHUNK: usize = 1024;
 
 struct Measurement {
     path: String,
@@ -109,7 +110,9 @@ fn measure_wasm(
     let start = Instant::now();
     let mut kept = 0;
     for chunk in records.chunks(CHUNK) {
-        kept += worker.process(chunk)?.kept();
+        let outcomes = worker.process(chunk)?;
+        kept += outcomes.kept();
+        worker.recycle(outcomes);
     }
     let elapsed = start.elapsed();
     if kept != n {
@@ -135,8 +138,10 @@ fn measure_wasm(
 fn measure_native(records: &[KafkaRecord<'_>]) -> Measurement {
     let start = Instant::now();
     let mut kept = 0;
+    // One arena for every chunk, as the plugin path's worker keeps.
+    let mut outcomes = Outcomes::default();
     for chunk in records.chunks(CHUNK) {
-        let mut outcomes = Outcomes::with_capacity(chunk.len());
+        outcomes.clear();
         for record in chunk {
             native_enrich(record, &mut outcomes);
         }
