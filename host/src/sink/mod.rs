@@ -17,4 +17,4 @@ pub use context::SinkContext;
 pub use error::SinkError;
 pub use file::FileSettings;
 pub use partition::{FileCost, PartitionSink};
-pub use schema::{CHECKPOINT_ID, DroppedRow, SCHEMA_ID, data_schema, dropped_schema};
+pub use schema::{CHECKPOINT_ID, SCHEMA_ID, data_schema, dropped_schema};

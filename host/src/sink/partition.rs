@@ -4,7 +4,7 @@
 use super::context::SinkContext;
 use super::error::SinkError;
 use super::file::ParquetFile;
-use super::schema::{DataRows, DroppedRow, DroppedRows};
+use super::schema::{DataRows, DroppedRows};
 use crate::partition::TopicPartition;
 use crate::plugin::{KafkaRecord, OutcomeRef, Outcomes, ValueRef};
 use crate::staging::{FileKind, Hour, SealedFile, Stager, discard, file_key};
@@ -170,17 +170,7 @@ impl PartitionSink {
         let Rows::Dropped(rows) = &mut file.rows else {
             unreachable!("dropped files hold dropped rows")
         };
-        rows.append(&DroppedRow {
-            topic: record.topic,
-            partition: record.partition,
-            offset: record.offset,
-            timestamp: record.timestamp,
-            key: record.key,
-            value: record.value,
-            headers: record.headers,
-            reason,
-            schema_id: record.schema_id,
-        });
+        rows.append(record, reason);
         Ok(())
     }
 

@@ -267,19 +267,6 @@ impl DataRows {
     }
 }
 
-/// One dropped record, as received.
-pub struct DroppedRow<'a> {
-    pub topic: &'a str,
-    pub partition: i32,
-    pub offset: i64,
-    pub timestamp: Option<i64>,
-    pub key: Option<&'a [u8]>,
-    pub value: Option<&'a [u8]>,
-    pub headers: &'a [crate::plugin::Header<'a>],
-    pub reason: &'a str,
-    pub schema_id: Option<u32>,
-}
-
 pub struct DroppedRows {
     schema: SchemaRef,
     topic: StringBuilder,
@@ -330,7 +317,8 @@ impl DroppedRows {
         }
     }
 
-    pub fn append(&mut self, row: &DroppedRow<'_>) {
+    /// Appends a dropped record, as received, with its reason.
+    pub fn append(&mut self, row: &crate::plugin::KafkaRecord<'_>, reason: &str) {
         self.topic.append_value(row.topic);
         self.partition.append_value(row.partition);
         self.offset.append_value(row.offset);
@@ -352,7 +340,7 @@ impl DroppedRows {
             self.header_count += 1;
         }
         self.headers.append(true);
-        self.reason.append_value(row.reason);
+        self.reason.append_value(reason);
         for (builder, value) in self.plugin.iter_mut().zip(&self.plugin_values) {
             builder.append_value(value);
         }
