@@ -195,7 +195,12 @@ pub struct Outcomes {
 
 impl Default for Outcomes {
     fn default() -> Self {
-        Self::with_capacity(0)
+        Self {
+            arena: next_arena(),
+            entries: Vec::new(),
+            cells: Vec::new(),
+            bytes: Vec::new(),
+        }
     }
 }
 
@@ -213,15 +218,6 @@ impl Clone for Outcomes {
 }
 
 impl Outcomes {
-    pub fn with_capacity(records: usize) -> Self {
-        Self {
-            arena: next_arena(),
-            entries: Vec::with_capacity(records),
-            cells: Vec::new(),
-            bytes: Vec::new(),
-        }
-    }
-
     /// Room for `records` more outcomes.
     pub fn reserve(&mut self, records: usize) {
         self.entries.reserve(records);

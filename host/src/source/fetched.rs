@@ -37,13 +37,7 @@ pub struct Fetched {
 
 impl Fetched {
     pub fn new(source: TopicPartition, claim: u64) -> Self {
-        Self {
-            source,
-            claim,
-            data: Vec::new(),
-            records: Vec::new(),
-            headers: Vec::new(),
-        }
+        Self::with_capacity(source, claim, (0, 0))
     }
 
     /// With room for `records` records of `bytes` bytes, so that a batch
