@@ -480,6 +480,9 @@ impl Committer {
     /// was resolved, a retried start of an upload). Touches only what was
     /// staged under earlier claims, and checks before each abort that `tp`
     /// is still ours; returns false, leaving the rest, once it is not.
+    /// Entries of this instance's own earlier claims are resolved too: the
+    /// epoch rule keeps their files out of every later commit, and a worker
+    /// that could not remove one (a store fault) left it to this claim.
     async fn recover(&mut self, tp: &TopicPartition, claim: u64) -> Result<bool, CommitError> {
         // Listed before the entries: an upload seen here whose writer is
         // alive has its entry written before it, so that entry is listed
@@ -492,7 +495,7 @@ impl Committer {
         let committed = self.committed(tp);
         let mut done = Vec::new();
         for entry in &staged.entries {
-            if entry.owner == self.owner || entry.claim >= claim {
+            if entry.claim >= claim {
                 continue;
             }
             let location = self.location(entry.kind).clone();
@@ -1179,5 +1182,85 @@ mod tests {
         let log = CommitLog::new(at("wal"));
         assert_eq!(log.entries().staged(&tp(0)).await.unwrap().entries, [entry]);
         assert!(out.store.head(&out.path(&staging)).await.is_ok());
+    }
+    /// A worker of this instance could not remove the staging entry of a
+    /// file it gave up when the partition was fenced (a store fault). When
+    /// this instance claims the partition again, that entry and its file
+    /// go; an entry staged under the new claim stays.
+    #[tokio::test]
+    async fn claiming_again_resolves_what_this_instance_left_of_an_earlier_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| {
+            Location::open("OUTPUT_PATH", dir.path().join(name).to_str().unwrap()).unwrap()
+        };
+        let start = |incarnation: &str, subtask| {
+            Committer::start(
+                Arc::new(CommitLog::new(at("wal"))),
+                Outputs {
+                    data: at("out"),
+                    dropped: at("dropped"),
+                },
+                Owner {
+                    subtask,
+                    incarnation: incarnation.into(),
+                },
+                Policy::until(Deadline::default()),
+            )
+        };
+        let out = at("out");
+        let log = CommitLog::new(at("wal"));
+        let stage = |a: &Committer, id: &str, claim: u64| {
+            let staging = format!(
+                "{}/t/0/{id}.parquet.inprogress",
+                crate::staging::STAGING_DIR
+            );
+            let entry = StagedEntry {
+                file_id: id.into(),
+                owner: a.owner().clone(),
+                claim,
+                kind: FileKind::Data,
+                source: tp(0),
+                key: format!("year=2026/part-{id}.parquet"),
+                staging: Staging::Rename {
+                    staging: staging.clone(),
+                },
+            };
+            let (out, log) = (&out, &log);
+            async move {
+                out.store
+                    .put(&out.path(&staging), b"PAR1".to_vec().into())
+                    .await
+                    .unwrap();
+                log.entries().stage(&entry).await.unwrap();
+                (entry, staging)
+            }
+        };
+        let mut a = start("a", 0).await.unwrap();
+        let first = a.claim(&wanted(&[0])).await.unwrap()[&tp(0)].seq;
+        let (_, old_file) = stage(&a, "old", first).await;
+        // Another owner fences a; a's worker gives its file up but its
+        // entry stays.
+        let mut b = start("b", 1).await.unwrap();
+        b.claim(&wanted(&[0])).await.unwrap();
+        let again = a.claim(&wanted(&[0])).await.unwrap()[&tp(0)].seq;
+        assert!(again > first);
+        assert!(
+            log.entries()
+                .staged(&tp(0))
+                .await
+                .unwrap()
+                .entries
+                .is_empty(),
+            "the entry of the earlier claim is resolved"
+        );
+        assert!(out.store.head(&out.path(&old_file)).await.is_err());
+
+        let (current, current_file) = stage(&a, "current", again).await;
+        a.claim(&wanted(&[0])).await.unwrap();
+        assert_eq!(
+            log.entries().staged(&tp(0)).await.unwrap().entries,
+            [current]
+        );
+        assert!(out.store.head(&out.path(&current_file)).await.is_ok());
     }
 }

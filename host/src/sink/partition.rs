@@ -297,10 +297,7 @@ impl PartitionSink {
             if !open.file.abort() {
                 continue; // nothing of it reached the store
             }
-            let staging = &cx.staging;
-            let _ = staging
-                .runtime
-                .block_on(staging.entries.unstage(&source, &id));
+            cx.staging.unstage(&source, &id);
         }
         (self.open_bytes, self.sealed_bytes) = (0, 0);
         let staging = &cx.staging;

@@ -79,6 +79,22 @@ pub struct FileSpec<'a> {
     pub claim: u64,
 }
 
+impl Stager {
+    /// Removes the staging entry of a file given up, retrying as its write
+    /// was retried. One left behind (the store away past the deadline) is
+    /// resolved at the partition's next claim, whoever makes it.
+    pub fn unstage(&self, source: &TopicPartition, file_id: &str) {
+        let result = self.runtime.block_on(retry(
+            &format!("delete the staging entry {file_id} of {source}"),
+            &self.policy,
+            || self.entries.unstage(source, file_id),
+        ));
+        if let Err(e) = result {
+            tracing::warn!(partition = %source, error = %e, "could not delete the staging entry of a file given up; the partition's next claim resolves it");
+        }
+    }
+}
+
 impl StagedWriter {
     /// Starts the upload and journals it. Blocks on the store.
     pub fn open(cx: &Stager, spec: FileSpec<'_>) -> Result<Self, StagingError> {
