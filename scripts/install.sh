@@ -4,7 +4,8 @@
 #
 #   scripts/install.sh              everything
 #   scripts/install.sh --build-only what building and running needs, not
-#                                   the test tools (tansu, pyarrow, duckdb)
+#                                   the test tools (tansu, pyarrow, duckdb,
+#                                   chromium)
 #   scripts/install.sh --check      report what is missing, install nothing
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,6 +81,18 @@ done
 if $build_only; then
     say "ready: $(rustc --version), wasm32-wasip2"
     exit 0
+fi
+
+# Headless Chromium, for the test that renders the status page (Debian's
+# package; a test-only tool, so not with --build-only).
+if ! command -v chromium >/dev/null; then
+    $check_only && die "chromium is missing (the status page test renders with it)"
+    command -v apt-get >/dev/null || die "chromium is missing and there is no apt-get to install it; install it by hand"
+    sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo="sudo"
+    say "installing chromium (headless, for the status page test)"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
 fi
 
 # Tools that take minutes to build or download are installed once into a

@@ -52,6 +52,10 @@ impl Budget {
         self.paused.store(paused, Ordering::Relaxed);
     }
 
+    pub fn paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
     /// Whether workers should seal files early now: over the limit, or
     /// paused and not yet back under the resume mark.
     pub fn must_shed(&self) -> bool {

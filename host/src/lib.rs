@@ -12,6 +12,7 @@
 //! - [`staging`]: a file on its way to a commit, invisible until then.
 //! - [`commit`]: the write-ahead commit log and the protocol over it.
 //! - [`query`]: lineage answered from the log and the files alone.
+//! - [`status`]: the status page and `lineage status`, from what the run keeps and the log.
 //! - [`metrics`], [`budget`]: what the pipeline counts and the memory it may use.
 //! - [`store`]: where bytes go (local disk, S3, memory).
 //! - [`partition`], [`setting`], [`error`], [`retry`], [`failpoints`],
@@ -35,4 +36,5 @@ pub mod setting;
 pub mod sink;
 pub mod source;
 pub mod staging;
+pub mod status;
 pub mod store;

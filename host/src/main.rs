@@ -103,6 +103,7 @@ fn run(command: Command) -> Result<ExitCode, Failed> {
             cli::bench::kafka(args, &mut out).map_err(failed)?
         }
         Command::Trace(args) => cli::trace::trace(&args, &mut out).map_err(failed)?,
+        Command::Status(args) => cli::status::status(&args, &mut out).map_err(failed)?,
         Command::Log(LogCommand::Verify(args)) => {
             if !cli::trace::verify(&args, &mut out).map_err(failed)? {
                 return Ok(ExitCode::FAILURE);

@@ -7,7 +7,8 @@
 //! (a denied permission, a bug) are returned at once.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::error::{Blame, Classify};
@@ -93,6 +94,36 @@ pub struct Policy {
     /// Attempts in all, the first included.
     pub attempts: u32,
     pub deadline: Deadline,
+    /// Where loops say they are waiting an error out, for the status page.
+    pub troubles: Option<Arc<Troubles>>,
+}
+
+/// The retry loops waiting out an error now, and the newest such error:
+/// what the status page calls blocked on the store.
+#[derive(Debug, Default)]
+pub struct Troubles {
+    waiting: AtomicUsize,
+    last: Mutex<Option<(String, String)>>,
+}
+
+impl Troubles {
+    /// Loops between a failed attempt and their end.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// The newest error waited out (`what: error`) and when, RFC 3339.
+    pub fn last(&self) -> Option<(String, String)> {
+        self.last.lock().expect("troubles lock").clone()
+    }
+
+    fn note(&self, what: &str, error: &dyn std::error::Error, first: bool) {
+        if first {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+        }
+        *self.last.lock().expect("troubles lock") =
+            Some((format!("{what}: {error}"), crate::commit::now()));
+    }
 }
 
 impl Policy {
@@ -102,7 +133,14 @@ impl Policy {
             backoff: Backoff::default(),
             attempts: u32::MAX,
             deadline,
+            troubles: None,
         }
+    }
+
+    /// Reports its loops' waits to `troubles`.
+    pub fn watched(mut self, troubles: Arc<Troubles>) -> Self {
+        self.troubles = Some(troubles);
+        self
     }
 
     /// Start-up checks: a few quick tries, so that a passing fault does not
@@ -115,6 +153,7 @@ impl Policy {
             },
             attempts: 6,
             deadline: Deadline::default(),
+            troubles: None,
         }
     }
 
@@ -212,6 +251,9 @@ impl<'a> Attempts<'a> {
             error = %e,
             "failed; retrying"
         );
+        if let Some(troubles) = &self.policy.troubles {
+            troubles.note(self.what, &e, self.attempt == 1);
+        }
         let wait = self.delay;
         self.delay = (self.delay * 2).min(self.policy.backoff.max);
         self.attempt += 1;
@@ -226,6 +268,16 @@ impl<'a> Attempts<'a> {
                 attempt = self.attempt,
                 "succeeded after retrying"
             );
+        }
+    }
+}
+
+impl Drop for Attempts<'_> {
+    /// A loop that waited an error out is no longer waiting, whatever
+    /// ended it.
+    fn drop(&mut self) {
+        if let Some(troubles) = self.policy.troubles.as_ref().filter(|_| self.attempt > 1) {
+            troubles.waiting.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -379,6 +431,40 @@ mod tests {
         .await
         .unwrap();
         assert_eq!(got, 3);
+    }
+
+    /// The status page's "blocked on the store": a loop counts as waiting
+    /// from its first failure to its end, whatever ends it.
+    #[tokio::test]
+    async fn a_loop_waiting_out_an_error_is_counted_until_it_ends() {
+        let troubles = Arc::new(Troubles::default());
+        let policy = fast().watched(troubles.clone());
+        let calls = AtomicU32::new(0);
+        let got = retry("write x", &policy, || async {
+            match calls.fetch_add(1, Ordering::SeqCst) {
+                0 | 1 => Err(E::Failed(Blame::Environment)),
+                _ => {
+                    assert_eq!(troubles.waiting(), 1, "waiting while it retries");
+                    Ok(())
+                }
+            }
+        })
+        .await;
+        assert!(got.is_ok());
+        assert_eq!(troubles.waiting(), 0);
+        let (error, _at) = troubles.last().expect("the error waited out");
+        assert!(error.starts_with("write x: "), "{error}");
+        let failed: Result<(), E> = retry(
+            "read y",
+            &Policy {
+                attempts: 2,
+                ..policy
+            },
+            || async { Err(E::Failed(Blame::Environment)) },
+        )
+        .await;
+        assert!(failed.is_err());
+        assert_eq!(troubles.waiting(), 0, "a loop that gave up waits no more");
     }
 
     #[tokio::test]

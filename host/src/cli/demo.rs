@@ -50,6 +50,11 @@ pub struct DemoArgs {
         default_value = "plugins/enrich.wasm"
     )]
     pub plugin_path: PathBuf,
+
+    /// Where the status page is served while the demo runs; if it is
+    /// taken, a free port is used instead.
+    #[arg(long, env = "DEMO_STATUS_ADDRESS", default_value = "127.0.0.1:8484")]
+    pub status_address: std::net::SocketAddr,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,13 +167,24 @@ fn paths(dir: &std::path::Path) -> [String; 3] {
     ["output", "dropped", "write-ahead-commit-log"].map(|name| dir.join(name).display().to_string())
 }
 
-fn settings(args: &DemoArgs, cluster: &Cluster) -> RunSettings {
+/// The demo's status address, or a free port if it is taken. The listener
+/// is closed again for the pipeline to bind: a race only with another
+/// program choosing the same free port at the same moment.
+fn status_address(wanted: std::net::SocketAddr) -> std::net::SocketAddr {
+    let free = |at| std::net::TcpListener::bind(at).and_then(|l| l.local_addr());
+    free(wanted)
+        .or_else(|_| free(std::net::SocketAddr::new(wanted.ip(), 0)))
+        .unwrap_or(wanted)
+}
+
+fn settings(args: &DemoArgs, cluster: &Cluster, status: std::net::SocketAddr) -> RunSettings {
     let mut kafka = cluster.kafka().settings("lineage-demo");
     // The mock cluster answers fetches slowly unless asked not to wait.
     kafka.properties = vec![("fetch.wait.max.ms".into(), "5".into())];
     let mut settings = RunSettings::new(kafka, paths(&args.data_dir), args.plugin_path.clone());
     settings.checkpoint_interval = args.checkpoint_interval;
     settings.files.max_file_bytes = 64 << 20;
+    settings.metrics_address = Some(status);
     settings
 }
 
@@ -193,8 +209,9 @@ pub fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<Summary, DemoError>
     };
     let stats = Arc::new(Stats::default());
     let (stop_pipeline, pipeline_stopped) = StopHandle::new();
+    let status = status_address(args.status_address);
     let pipeline = {
-        let (settings, stats) = (settings(args, &cluster), stats.clone());
+        let (settings, stats) = (settings(args, &cluster, status), stats.clone());
         std::thread::spawn(move || run(settings, stats, pipeline_stopped))
     };
     writeln!(
@@ -205,6 +222,11 @@ pub fn demo(args: &DemoArgs, out: &mut impl Write) -> Result<Summary, DemoError>
         args.rate,
         args.invalid_share * 100.0,
         humantime::format_duration(args.checkpoint_interval)
+    )
+    .map_err(DemoError::Output)?;
+    writeln!(
+        out,
+        "status page: http://{status}/  (while the demo runs)\n"
     )
     .map_err(DemoError::Output)?;
     let progress = Progress {
@@ -291,17 +313,11 @@ fn print_summary(
     let [output, dropped, wal] = paths(dir);
     writeln!(
         out,
-        "\nproduced {} records, consumed {}: {} kept, {} dropped, in {} checkpoints ({} files)\n\
-         \n\
+        "\nproduced {} records, consumed {}: {} kept, {} dropped, in {} checkpoints ({} files)\n\n\
          data:        {output}/year=*/month=*/day=*/hour=*/part-*.parquet\n\
          dropped:     {dropped}/...\n\
-         commit log:  {wal}/chk-<N>/subtask-0.csv\n\
-         \n\
-         Look at them:\n\
-         \x20 duckdb -c \"select kafka_partition, count(*) from read_parquet('{output}/**/*.parquet', hive_partitioning = true) group by 1 order by 1\"\n\
-         \x20 duckdb -c \"select reason, count(*) from read_parquet('{dropped}/**/*.parquet') group by 1 order by 2 desc\"\n\
-         \x20 python3 -c \"import pyarrow.dataset as ds; print(ds.dataset('{output}', partitioning='hive').to_table().slice(0, 5))\"\n\
-         \x20 cat {wal}/chk-1/subtask-*.csv        # which files checkpoint 1 committed",
+         commit log:  {wal}/chk-<N>/subtask-0.csv\n\n\
+         Look at them (each of these works on this machine):",
         delivered,
         summary.consumed,
         summary.kept,
@@ -309,5 +325,114 @@ fn print_summary(
         summary.checkpoints,
         summary.files,
     )
-    .map_err(DemoError::Output)
+    .map_err(DemoError::Output)?;
+    for line in look_commands(dir) {
+        writeln!(out, "{line}").map_err(DemoError::Output)?;
+    }
+    Ok(())
+}
+
+/// Quotes a word for a POSIX shell when it needs it.
+fn sh(word: &str) -> String {
+    if word
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-=@:,+".contains(c))
+    {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+/// The closing commands, each printed as `  $ command` and followed by
+/// what it shows: only those that work here (this binary; DuckDB and
+/// pyarrow only where they are installed).
+fn look_commands(dir: &std::path::Path) -> Vec<String> {
+    let [output, dropped, wal] = paths(dir);
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "lineage".into());
+    let where_ = format!(
+        "--output-path {} --dropped-path {} --write-ahead-commit-log-path {}",
+        sh(&output),
+        sh(&dropped),
+        sh(&wal)
+    );
+    let mut lines = vec![format!("  $ {} status {where_}", sh(&exe))];
+    lines.push("      partitions, checkpoints and drop reasons, from the commit log alone".into());
+    let (kept, dropped_at, first) = examples(&wal);
+    if let Some(record) = kept {
+        lines.push(format!("  $ {} trace {record} {where_}", sh(&exe)));
+        lines.push("      where a kept record went: its file and row".into());
+    }
+    if let Some(record) = dropped_at {
+        lines.push(format!("  $ {} trace {record} {where_}", sh(&exe)));
+        lines.push("      where a dropped record went, and why".into());
+    }
+    if let Some(checkpoint) = first {
+        let view = format!("{wal}/chk-{checkpoint}/subtask-0.csv");
+        lines.push(format!("  $ cat {}", sh(&view)));
+        lines.push(format!("      the files checkpoint {checkpoint} committed"));
+    }
+    let has = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if has("duckdb", &["-c", "select 1"]) {
+        let sql = format!(
+            "select kafka_partition, count(*) from read_parquet('{output}/**/*.parquet', hive_partitioning = true) group by 1 order by 1"
+        );
+        lines.push(format!("  $ duckdb -c {}", sh(&sql)));
+        lines.push("      kept rows per partition, with SQL".into());
+    }
+    if has("python3", &["-c", "import pyarrow.dataset"]) {
+        let py = format!(
+            "import pyarrow.dataset as ds; print(ds.dataset('{output}', partitioning='hive').to_table().slice(0, 5))"
+        );
+        lines.push(format!("  $ python3 -c {}", sh(&py)));
+        lines.push("      the first rows, with pyarrow".into());
+    }
+    if !has("duckdb", &["-c", "select 1"]) || !has("python3", &["-c", "import pyarrow.dataset"]) {
+        lines.push(
+            "  To query the Parquet with SQL: pip install duckdb pyarrow (or get the duckdb CLI from duckdb.org)"
+                .into(),
+        );
+    }
+    lines
+}
+
+/// A kept and a dropped record of the run, and its first checkpoint, from
+/// the commit log.
+fn examples(wal: &str) -> (Option<String>, Option<String>, Option<u64>) {
+    let read = || -> Option<Vec<crate::commit::Commit>> {
+        let location =
+            crate::store::Location::open(setting::WRITE_AHEAD_COMMIT_LOG_PATH, wal).ok()?;
+        let log = crate::commit::CommitLog::new(location);
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()?
+            .block_on(log.commits())
+            .ok()
+    };
+    let commits = read().unwrap_or_default();
+    let files = || commits.iter().flat_map(|c| c.files.iter());
+    let record = |f: &crate::staging::SealedFile, offset: i64| {
+        format!("{}/{}@{}", f.source.topic, f.source.partition, offset)
+    };
+    let kept = files()
+        .find(|f| f.kind == crate::staging::FileKind::Data)
+        .map(|f| record(f, f.first_offset));
+    let dropped = files()
+        .find(|f| f.kind == crate::staging::FileKind::Dropped)
+        .map(|f| record(f, f.drops.first().map_or(f.first_offset, |d| d.example)));
+    let first = commits
+        .iter()
+        .find(|c| c.checkpoint > 0 && c.owner.subtask == 0)
+        .map(|c| c.checkpoint);
+    (kept, dropped, first)
 }

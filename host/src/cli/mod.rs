@@ -7,6 +7,7 @@ mod error;
 pub mod generate;
 pub mod plugin;
 pub mod run;
+pub mod status;
 pub mod trace;
 
 use std::path::PathBuf;
@@ -59,6 +60,11 @@ pub enum Command {
     /// Where a record went (TOPIC/PARTITION@OFFSET), or what a checkpoint
     /// committed, from the commit log and the files.
     Trace(Box<trace::TraceArgs>),
+
+    /// Partitions, the last checkpoints and drop reasons, from the commit
+    /// log alone (no running instance needed); lag too with
+    /// KAFKA_BOOTSTRAP_SERVERS.
+    Status(Box<status::StatusArgs>),
 
     /// Check the commit log against the outputs.
     #[command(subcommand)]

@@ -58,7 +58,7 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
-    fn open(&self) -> Result<Query, TraceError> {
+    pub fn open(&self) -> Result<Query, TraceError> {
         let (s3, paths) = (self.s3.settings(), &self.paths);
         // Opening a local location creates it; a query must not.
         for (setting, url) in [
@@ -144,7 +144,7 @@ async fn subjects(args: &TraceArgs, id: u32) -> Option<Vec<SchemaSubject>> {
     }
 }
 
-fn parse_record(s: &str) -> Result<(TopicPartition, i64), TraceError> {
+pub fn parse_record(s: &str) -> Result<(TopicPartition, i64), TraceError> {
     let bad = || TraceError::Record(s.to_owned());
     let (tp, offset) = s.rsplit_once('@').ok_or_else(bad)?;
     let (topic, partition) = tp.rsplit_once('/').ok_or_else(bad)?;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::error::CommitError;
 use crate::partition::{Owner, TopicPartition};
-use crate::staging::{FileKind, Publish, SealedFile};
+use crate::staging::{DropClass, FileKind, Publish, SealedFile};
 
 /// The records of one partition a commit accounts for: every offset in
 /// `first..=last` is in exactly one of the commit's files (or is a gap
@@ -198,6 +198,18 @@ impl Commit {
                     .join(";"),
                 ..base()
             });
+            for d in &f.drops {
+                rows.push(Row {
+                    kind: "drops".into(),
+                    topic: f.source.topic.clone(),
+                    partition: Some(f.source.partition),
+                    first_offset: Some(d.example),
+                    record_count: Some(d.count),
+                    file_id: f.id.clone(),
+                    reason: d.class.clone(),
+                    ..base()
+                });
+            }
         }
         for r in &self.ranges {
             rows.push(Row {
@@ -359,6 +371,22 @@ impl Commit {
         };
         match row.kind.as_str() {
             "data" | "dropped" => Arc::make_mut(&mut self.files).push(row.file()?),
+            "drops" => {
+                let file = Arc::make_mut(&mut self.files)
+                    .iter_mut()
+                    .find(|f| f.id == row.file_id && f.kind == FileKind::Dropped)
+                    .ok_or_else(|| {
+                        format!(
+                            "drops of {:?}, which no dropped row before it names",
+                            row.file_id
+                        )
+                    })?;
+                file.drops.push(DropClass {
+                    class: row.reason.clone(),
+                    count: row.need(row.record_count.map(|n| n as i64), "record_count")? as u64,
+                    example: row.need(row.first_offset, "first_offset")?,
+                });
+            }
             "offsets" => self.ranges.push(OffsetRange {
                 source: row.source()?,
                 first: row.need(row.first_offset, "first_offset")?,
@@ -438,6 +466,7 @@ impl Row {
                 .filter(|s| !s.is_empty())
                 .map(|s| s.parse().map_err(|_| format!("bad schema id {s:?}")))
                 .collect::<Result<_, _>>()?,
+            drops: Vec::new(),
         })
     }
 }
@@ -514,6 +543,7 @@ mod tests {
                         parts: vec!["e1".into(), "e2".into()],
                     },
                     schema_ids: vec![3, 17],
+                    drops: vec![],
                 },
                 SealedFile {
                     kind: FileKind::Dropped,
@@ -530,6 +560,18 @@ mod tests {
                         staging: ".lineage-staging/events/3/f2.parquet.inprogress".into(),
                     },
                     schema_ids: vec![],
+                    drops: vec![
+                        DropClass {
+                            class: "avro".into(),
+                            count: 2,
+                            example: 117,
+                        },
+                        DropClass {
+                            class: "uuid".into(),
+                            count: 1,
+                            example: 190,
+                        },
+                    ],
                 },
             ]
             .into(),
@@ -546,15 +588,20 @@ mod tests {
             "{text}"
         );
         let lines: Vec<&str> = text.lines().collect();
-        // Header, two files, a range, three claims, a skip, a reset, end.
-        assert_eq!(lines.len(), 10, "{text}");
+        // Header, two files and the dropped one's two classes, a range,
+        // three claims, a skip, a reset, end.
+        assert_eq!(lines.len(), 12, "{text}");
         assert!(
-            lines[6].contains(",skipped,events,7,1200,4999,")
-                && lines[6].ends_with("log start offset 5000 > next 1200,"),
+            lines[3].contains(",drops,events,3,117,,2,") && lines[3].contains(",f2,,avro,"),
             "{text}"
         );
-        assert!(lines[8].contains(",reset,events,8,0,299,"), "{text}");
-        assert!(lines[9].contains(",end,"), "{text}");
+        assert!(
+            lines[8].contains(",skipped,events,7,1200,4999,")
+                && lines[8].ends_with("log start offset 5000 > next 1200,"),
+            "{text}"
+        );
+        assert!(lines[10].contains(",reset,events,8,0,299,"), "{text}");
+        assert!(lines[11].contains(",end,"), "{text}");
         assert!(lines[1].starts_with(
             "5,s3://b/out/year=2024/month=11/day=25/hour=16/part-events-3-100-f1.parquet,2026-11-25T20:00:00.123Z,data,"
         ));
@@ -647,5 +694,28 @@ mod tests {
         assert_eq!(commit.files.len(), 2);
         assert_eq!(Commit::cut_short(v2.as_bytes()), None);
         assert!(Commit::cut_short(&v2.as_bytes()[..v2.len() - 3]).is_some());
+    }
+
+    /// Drop classes belong to a dropped file of the same commit: a `drops`
+    /// row whose file is not there is damage, not a count to show.
+    #[test]
+    fn drop_classes_without_their_file_are_refused() {
+        let text = String::from_utf8(sample().to_csv()).unwrap();
+        let without: Vec<&str> = text.lines().filter(|l| !l.contains(",dropped,")).collect();
+        let mut bytes = without.join("\n").into_bytes();
+        bytes.push(b'\n');
+        // The end row counts the rows before it.
+        let fixed = String::from_utf8(bytes)
+            .unwrap()
+            .replace(",end,,,,,10,", ",end,,,,,9,");
+        let err = Commit::from_csv(fixed.as_bytes(), "c")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("which no dropped row before it names"),
+            "{err}"
+        );
+        let back = Commit::from_csv(&sample().to_csv(), "c").unwrap();
+        assert_eq!(back.files[1].drops, sample().files[1].drops);
     }
 }

@@ -10,7 +10,7 @@ mod state;
 
 pub use committer::{
     Claimed, Committer, DEFAULT_SNAPSHOT_EVERY, MissingOffsets, OffsetReset, Prepared, Published,
-    Wanted, out_of_range,
+    Wanted, now, out_of_range,
 };
 pub use entry::{Claim, Commit, HEADER, Moved, OffsetRange, PluginStamp};
 pub use error::CommitError;

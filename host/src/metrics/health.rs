@@ -26,6 +26,10 @@ impl Health {
         self.failed.store(true, Ordering::SeqCst);
     }
 
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
     pub fn live(&self) -> bool {
         !self.failed.load(Ordering::SeqCst)
     }

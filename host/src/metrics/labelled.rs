@@ -11,7 +11,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::partition::TopicPartition;
 use crate::source::Lag;
-use crate::staging::FileKind;
+use crate::staging::{FileKind, reason_class as class};
 
 type Labels = Vec<(String, String)>;
 
@@ -153,16 +153,6 @@ impl Metrics {
                 self.lag.get_or_create(&labels(tp)).set(records);
             }
         }
-    }
-}
-
-/// A reason's class: what comes before its first colon, at most 40 bytes
-/// (cut at a character boundary).
-fn class(reason: &str) -> &str {
-    let class = reason.split(':').next().unwrap_or_default().trim();
-    match class.char_indices().nth(40) {
-        Some((at, _)) => &class[..at],
-        None => class,
     }
 }
 

@@ -1,11 +1,13 @@
-//! `GET /metrics`, `/healthz` and `/readyz`, served with axum on the
-//! pipeline's I/O runtime.
+//! `GET /metrics`, `/healthz` and `/readyz`, the status page at `/` with
+//! its data at `/status`, and `/trace?record=` for the page's links,
+//! served with axum on the pipeline's I/O runtime.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -19,6 +21,57 @@ use crate::budget::Budget;
 struct Served {
     registry: Arc<Registry>,
     stats: Arc<Stats>,
+    budget: Arc<Budget>,
+    query: Arc<crate::query::Query>,
+}
+
+async fn page(State(s): State<Served>) -> impl IntoResponse {
+    let report = s.stats.status.report(&s.stats, &s.budget);
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        crate::status::page(&report),
+    )
+}
+
+async fn status(State(s): State<Served>) -> impl IntoResponse {
+    let report = s.stats.status.report(&s.stats, &s.budget);
+    ([(header::CACHE_CONTROL, "no-store")], Json(report))
+}
+
+#[derive(serde::Deserialize)]
+struct TraceQuery {
+    record: String,
+}
+
+/// The page's drop examples link here: what `lineage trace --json` says.
+async fn trace(State(s): State<Served>, Query(q): Query<TraceQuery>) -> axum::response::Response {
+    let Some((source, offset)) = crate::cli::trace::parse_record(&q.record).ok() else {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!("{:?} is not TOPIC/PARTITION@OFFSET\n", q.record),
+        )
+            .into_response();
+    };
+    // The query's future is not Send (its stream of reads borrows), so it
+    // runs on a blocking thread of the same runtime.
+    let io = tokio::runtime::Handle::current();
+    let query = s.query.clone();
+    let result =
+        tokio::task::spawn_blocking(move || io.block_on(query.trace_record(&source, offset))).await;
+    let Ok(result) = result else {
+        return (StatusCode::INTERNAL_SERVER_ERROR, "the trace failed\n").into_response();
+    };
+    match result {
+        Ok(t) => Json(t).into_response(),
+        Err(e) => (
+            StatusCode::NOT_FOUND,
+            format!("{}\n", crate::error::render(&e)),
+        )
+            .into_response(),
+    }
 }
 
 async fn metrics(State(s): State<Served>) -> impl IntoResponse {
@@ -69,13 +122,24 @@ pub fn bind(address: SocketAddr) -> Result<std::net::TcpListener, String> {
     Ok(listener)
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` until the runtime stops.
-pub async fn serve(listener: std::net::TcpListener, stats: Arc<Stats>, budget: Arc<Budget>) {
+/// Serves the endpoints until the runtime stops; `query` answers the
+/// page's trace links.
+pub async fn serve(
+    listener: std::net::TcpListener,
+    stats: Arc<Stats>,
+    budget: Arc<Budget>,
+    query: Arc<crate::query::Query>,
+) {
     let served = Served {
-        registry: Arc::new(registry(stats.clone(), budget)),
+        registry: Arc::new(registry(stats.clone(), budget.clone())),
         stats,
+        budget,
+        query,
     };
     let app = Router::new()
+        .route("/", get(page))
+        .route("/status", get(status))
+        .route("/trace", get(trace))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

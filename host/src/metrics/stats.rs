@@ -1,10 +1,13 @@
 //! The counters the pipeline keeps as it goes, and the summary of a run
 //! taken from them.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::health::Health;
 use super::labelled::Metrics;
+use crate::retry::Troubles;
+use crate::status::LiveStatus;
 
 /// Counters the pipeline keeps; the demo shows them, metrics export them.
 #[derive(Debug, Default)]
@@ -38,6 +41,10 @@ pub struct Stats {
     /// What only the metrics endpoint shows.
     pub metrics: Metrics,
     pub health: Health,
+    /// Retry loops waiting an error out: the page's "blocked on the store".
+    pub troubles: Arc<Troubles>,
+    /// What the status page shows beyond these counters.
+    pub status: LiveStatus,
 }
 
 /// What a run did, for the demo and the log.

@@ -48,6 +48,9 @@ pub fn run(
     let stop = forward_stop(stop, deadline.clone(), settings.shutdown_timeout)?;
     let parts = Parts::open(&settings, deadline, 2, &stats)?;
     stats.metrics.plugin_in_use(parts.plugin.identity());
+    stats.status.plugin(parts.plugin.identity());
+    stats.status.started(parts.committer.owner());
+    stats.status.log(parts.committer.state());
     let budget = Arc::new(Budget::new(settings.memory_budget, settings.workers));
     let (events_tx, events) = unbounded();
     let mut threads = Vec::new();
@@ -60,7 +63,7 @@ pub fn run(
     let _watcher = watch_plugin(&settings, &parts, &shared, &stats)?;
     log_running(&settings, &parts);
     if let Some(listener) = listener {
-        serve_metrics(listener, parts.io.handle(), &stats, &budget);
+        serve_metrics(listener, &settings, parts.io.handle(), &stats, &budget)?;
     }
     stats.health.set_ready();
     let progress = settings
@@ -95,6 +98,7 @@ pub fn run(
             Ok(Summary::of(&stats))
         }
         Err(e) => {
+            stats.status.failed(&crate::error::render(&e));
             stats.health.set_failed();
             abandon(coordinator, io);
             Err(e)
@@ -134,7 +138,7 @@ impl Parts {
         check_store(io.handle(), &outputs, &wal, settings.single_writer)?;
         let plugin_runtime = PluginRuntime::new(settings.plugin.clone())?;
         let plugin = plugin_runtime.load(&settings.plugin_path)?;
-        let policy = Policy::until(deadline);
+        let policy = Policy::until(deadline).watched(stats.troubles.clone());
         let registry = match &settings.registry {
             Some(registry) => Some(Arc::new(Registry::new(
                 registry,
@@ -325,11 +329,15 @@ fn watch_plugin(
         move |reload| match reload {
             Reload::Loaded(new) => {
                 stats.metrics.plugin_reload("loaded");
+                stats.status.swap("loaded", Some(new.identity()), None);
                 tracing::info!(plugin = %new.identity(), "plugin loaded and checked; it takes over at the next checkpoint");
                 shared.offer_plugin(new);
             }
             Reload::Failed(e) => {
                 stats.metrics.plugin_reload("failed");
+                stats
+                    .status
+                    .swap("refused", None, Some(crate::error::render(&e)));
                 tracing::warn!(error = %e, "plugin reload failed; keeping the plugin in use");
             }
         },
@@ -350,18 +358,26 @@ fn bind_metrics(settings: &RunSettings) -> Result<Option<std::net::TcpListener>,
 
 fn serve_metrics(
     listener: std::net::TcpListener,
+    settings: &RunSettings,
     io: &Handle,
     stats: &Arc<Stats>,
     budget: &Arc<Budget>,
-) {
+) -> Result<(), RunError> {
     if let Ok(address) = listener.local_addr() {
-        tracing::info!(address = %address, "serving /metrics, /healthz and /readyz");
+        tracing::info!(address = %address, page = %format!("http://{address}/"), "serving /metrics, /healthz, /readyz, and the status page at / with its data at /status");
     }
+    let (outputs, wal) = open_outputs(settings)?;
+    let query = crate::query::Query {
+        log: CommitLog::new(wal),
+        outputs,
+    };
     io.spawn(crate::metrics::serve(
         listener,
         stats.clone(),
         budget.clone(),
+        Arc::new(query),
     ));
+    Ok(())
 }
 
 fn log_running(settings: &RunSettings, parts: &Parts) {

@@ -375,10 +375,10 @@ impl ConsumerShared {
                 self.check_ends(&consumer);
                 let lag = source::lag(&consumer);
                 self.stats.metrics.set_lag(&lag);
-                self.stats.lag.store(
-                    lag.values().filter_map(source::Lag::records).sum::<i64>() as u64,
-                    Ordering::Relaxed,
-                );
+                let total = lag.values().filter_map(source::Lag::records).sum::<i64>() as u64;
+                self.stats.lag.store(total, Ordering::Relaxed);
+                let consumed = self.stats.consumed.load(Ordering::Relaxed);
+                self.stats.status.lag(&lag, consumed, total);
                 housekeeping_due = Instant::now() + HOUSEKEEPING;
             }
             // Backpressure: pause rather than stop polling, which would
@@ -413,6 +413,10 @@ impl ConsumerShared {
                 None => self.flush(),
                 Some(Ok(m)) => self.push(&consumer, &m),
                 Some(Err(e)) => {
+                    let consumed = self.stats.consumed.load(Ordering::Relaxed);
+                    self.stats
+                        .status
+                        .broker_error(&format!("kafka: {e}"), consumed);
                     // librdkafka retries by itself; say so at most every
                     // ten seconds.
                     if last_error.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {

@@ -229,6 +229,7 @@ impl Coordinator {
                 .map_err(RunError::from)
         })?;
         self.count_moves();
+        self.stats.status.log(self.committer.state());
         Ok(claimed)
     }
 
@@ -269,6 +270,7 @@ impl Coordinator {
             "plugin switched"
         );
         self.stats.metrics.plugin_in_use(plugin.identity());
+        self.stats.status.plugin(plugin.identity());
         self.plugin = stamp(plugin);
     }
 
@@ -411,6 +413,9 @@ impl Coordinator {
         self.stats
             .metrics
             .checkpoint_took(started.elapsed().as_secs_f64());
+        self.stats
+            .status
+            .committed(self.committer.state(), commit, started.elapsed());
         self.stats.checkpoints.fetch_add(1, Ordering::SeqCst);
         tracing::info!(
             checkpoint = commit.checkpoint,

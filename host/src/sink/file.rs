@@ -18,7 +18,7 @@ use parquet::file::properties::WriterProperties;
 
 use super::error::SinkError;
 use crate::partition::TopicPartition;
-use crate::staging::{FileKind, FileSpec, SealedFile, StagedWriter, Stager};
+use crate::staging::{DropClass, FileKind, FileSpec, SealedFile, StagedWriter, Stager};
 
 /// Settings shared by every file.
 #[derive(Debug, Clone)]
@@ -71,6 +71,7 @@ pub struct ParquetFile {
     last_offset: i64,
     records: u64,
     schema_ids: std::collections::BTreeSet<u32>,
+    drops: Vec<DropClass>,
 }
 
 impl ParquetFile {
@@ -96,6 +97,7 @@ impl ParquetFile {
             last_offset: i64::MIN,
             records: 0,
             schema_ids: Default::default(),
+            drops: Vec::new(),
         }
     }
 
@@ -125,6 +127,11 @@ impl ParquetFile {
         if let Some(id) = schema_id {
             self.schema_ids.insert(id);
         }
+    }
+
+    /// Counts a dropped record under its reason's class.
+    pub fn note_drop(&mut self, reason: &str, offset: i64) {
+        DropClass::count(&mut self.drops, reason, offset);
     }
 
     /// Encodes a batch of rows; flushes the row group and uploads parts as
@@ -216,6 +223,7 @@ impl ParquetFile {
             bytes,
             publish,
             schema_ids: self.schema_ids.into_iter().collect(),
+            drops: self.drops,
         })
     }
 

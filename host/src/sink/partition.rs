@@ -167,6 +167,7 @@ impl PartitionSink {
             .unwrap_or(Hour::EPOCH);
         let file = self.file(cx, checkpoint, FileKind::Dropped, hour, record.offset)?;
         file.file.note(record.offset, record.schema_id);
+        file.file.note_drop(reason, record.offset);
         let Rows::Dropped(rows) = &mut file.rows else {
             unreachable!("dropped files hold dropped rows")
         };

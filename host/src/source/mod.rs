@@ -357,6 +357,49 @@ pub fn probe(settings: &KafkaSettings, tp: &TopicPartition, offset: i64) -> Prob
     Probe::Unknown
 }
 
+/// The high watermarks of `partitions`, asked by a client outside the
+/// group (`lineage status`). A broker that does not answer leaves the rest
+/// out, with a warning, rather than waiting for each in turn.
+pub fn high_watermarks(
+    settings: &KafkaSettings,
+    partitions: &[TopicPartition],
+) -> BTreeMap<TopicPartition, i64> {
+    let mut highs = BTreeMap::new();
+    let mut config = consumer_config(settings);
+    config.set("group.id", &settings.group_id);
+    let consumer = match msk_iam(settings).map(ClientAuth::new).and_then(|auth| {
+        config
+            .create_with_context::<_, BaseConsumer<PlainContext>>(PlainContext { auth })
+            .map_err(SourceError::from)
+    }) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "no high watermarks: cannot make a Kafka client");
+            return highs;
+        }
+    };
+    if consumer
+        .context()
+        .auth
+        .await_first_token(|wait| {
+            consumer.poll(wait);
+        })
+        .is_err()
+    {
+        tracing::warn!("no high watermarks: signing in to the cluster failed");
+        return highs;
+    }
+    for tp in partitions {
+        match watermarks(&consumer, tp) {
+            (_, Some(high)) => {
+                highs.insert(tp.clone(), high);
+            }
+            _ => break,
+        }
+    }
+    highs
+}
+
 /// How far behind the end of a partition this instance is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lag {

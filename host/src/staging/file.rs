@@ -115,6 +115,53 @@ pub struct SealedFile {
     /// The Schema Registry ids its records were written with, ascending;
     /// empty for bare values.
     pub schema_ids: Vec<u32>,
+    /// A dropped file's records by reason class, so that the commit log
+    /// alone says why records were dropped; empty for data files.
+    pub drops: Vec<DropClass>,
+}
+
+/// The dropped records of one reason class in a file: how many, and the
+/// first, as an example to trace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DropClass {
+    pub class: String,
+    pub count: u64,
+    pub example: i64,
+}
+
+/// Classes a file keeps apart; past it they count as `other`, so that a
+/// plugin that puts record data before the colon cannot grow the log.
+const MAX_DROP_CLASSES: usize = 16;
+
+/// A reason's class: what comes before its first colon, at most 40
+/// characters (cut at a character boundary).
+pub fn reason_class(reason: &str) -> &str {
+    let class = reason.split(':').next().unwrap_or_default().trim();
+    match class.char_indices().nth(40) {
+        Some((at, _)) => &class[..at],
+        None => class,
+    }
+}
+
+impl DropClass {
+    /// Counts one dropped record at `offset` into `classes`.
+    pub fn count(classes: &mut Vec<DropClass>, reason: &str, offset: i64) {
+        let mut class = reason_class(reason);
+        if classes.len() >= MAX_DROP_CLASSES && !classes.iter().any(|c| c.class == class) {
+            class = "other";
+        }
+        match classes.iter_mut().find(|c| c.class == class) {
+            Some(c) => {
+                c.count += 1;
+                c.example = c.example.min(offset);
+            }
+            None => classes.push(DropClass {
+                class: class.to_owned(),
+                count: 1,
+                example: offset,
+            }),
+        }
+    }
 }
 
 impl SealedFile {
@@ -133,6 +180,11 @@ impl SealedFile {
             + self.key.len()
             + self.source.topic.len()
             + 4 * self.schema_ids.len()
+            + self
+                .drops
+                .iter()
+                .map(|d| std::mem::size_of::<DropClass>() + d.class.len())
+                .sum::<usize>()
             + publish
     }
 }

@@ -16,7 +16,7 @@ mod writer;
 
 pub use entry::{Entries, StagedEntries, StagedEntry};
 pub use error::StagingError;
-pub use file::{FileKind, Publish, SealedFile, Staging};
+pub use file::{DropClass, FileKind, Publish, SealedFile, Staging, reason_class};
 pub use layout::{Hour, STAGING_DIR, file_key, of_partition};
 pub use outputs::Outputs;
 pub use resolve::{Leftover, abort, discard, leftovers, publish, remove, staged_by_id};

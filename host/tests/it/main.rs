@@ -18,5 +18,6 @@ mod registry;
 mod s3;
 mod s3_servers;
 mod scale;
+mod status;
 mod support;
 mod swap;

@@ -85,6 +85,8 @@ fn clean_run(store: Store) {
     wait_committed(&paths, "events", &ends(&contents));
     assert!(again.terminate().success());
     assert_exactly_once(&contents, &read_output(&paths));
+    // `lineage status` answers from this store's log alone.
+    crate::status::assert_status_matches_log(&paths, &crate::status::cli_status(&paths));
 }
 
 /// Crashes at `point`, checks that nothing uncommitted became visible,
@@ -405,10 +407,51 @@ fn the_demo_commits_everything_it_produced_once() {
         produced > 2000 && kept > 0 && dropped > 0 && checkpoints >= 2,
         "{summary}"
     );
-    assert!(
-        text.contains("duckdb -c") && text.contains("subtask-*.csv"),
-        "{text}"
-    );
+    // Every command the summary prints works here, and shows what it says.
+    let commands: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("  $ "))
+        .collect();
+    assert!(commands.len() >= 4, "{text}");
+    let mut shown = Vec::new();
+    for command in &commands {
+        let ran = std::process::Command::new("sh")
+            .args(["-c", command])
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&ran.stdout);
+        assert!(
+            ran.status.success(),
+            "{command}: {}\n{said}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+        let promise = if command.contains(" status ") {
+            "partitions:"
+        } else if command.contains(" trace ") && said.contains("output      data") {
+            "output      data"
+        } else if command.contains(" trace ") {
+            "output      dropped"
+        } else if command.starts_with("cat ") {
+            "checkpoint_id,s3_key,"
+        } else {
+            ""
+        };
+        assert!(said.contains(promise), "{command} printed\n{said}");
+        assert!(!said.trim().is_empty(), "{command} printed nothing");
+        shown.push(promise);
+    }
+    for promise in [
+        "partitions:",
+        "output      data",
+        "output      dropped",
+        "checkpoint_id,s3_key,",
+    ] {
+        assert!(
+            shown.contains(&promise),
+            "no command shows {promise:?}: {text}"
+        );
+    }
+    assert!(text.contains("status page: http://127.0.0.1:"), "{text}");
 
     let at = |name: &str| data_dir.join(name).display().to_string();
     let output = crate::pipeline_support::read_output_at(
