@@ -23,6 +23,9 @@ struct Served {
     stats: Arc<Stats>,
     budget: Arc<Budget>,
     query: Arc<crate::query::Query>,
+    /// One trace at a time: each reads the commit log as `lineage trace`
+    /// does, which on a long log on S3 is many requests.
+    tracing: Arc<tokio::sync::Semaphore>,
 }
 
 async fn page(State(s): State<Served>) -> impl IntoResponse {
@@ -52,6 +55,14 @@ async fn trace(State(s): State<Served>, Query(q): Query<TraceQuery>) -> axum::re
         return (
             StatusCode::BAD_REQUEST,
             format!("{:?} is not TOPIC/PARTITION@OFFSET\n", q.record),
+        )
+            .into_response();
+    };
+    let Ok(_permit) = s.tracing.clone().try_acquire_owned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "2")],
+            "another trace is running; try again\n",
         )
             .into_response();
     };
@@ -135,6 +146,7 @@ pub async fn serve(
         stats,
         budget,
         query,
+        tracing: Arc::new(tokio::sync::Semaphore::new(1)),
     };
     let app = Router::new()
         .route("/", get(page))

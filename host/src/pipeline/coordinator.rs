@@ -302,6 +302,10 @@ impl Coordinator {
             self.fenced(&prepared, &published.fenced);
         }
         if let Some(commit) = &published.commit {
+            let sealed_at = std::time::SystemTime::now() - started.elapsed();
+            self.stats
+                .status
+                .committed(self.committer.state(), commit, sealed_at);
             self.publish(commit)?;
             self.count_commit(commit, started);
         }
@@ -413,9 +417,7 @@ impl Coordinator {
         self.stats
             .metrics
             .checkpoint_took(started.elapsed().as_secs_f64());
-        self.stats
-            .status
-            .committed(self.committer.state(), commit, started.elapsed());
+        self.stats.status.published(commit.seq, started.elapsed());
         self.stats.checkpoints.fetch_add(1, Ordering::SeqCst);
         tracing::info!(
             checkpoint = commit.checkpoint,

@@ -9,8 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::report::{
-    CHECKPOINTS, CheckpointStatus, Live, Memory, PluginStatus, Rate, Report, State, Swap,
-    is_checkpoint,
+    CHECKPOINTS, Digest, Live, Memory, PluginStatus, Rate, Report, State, Swap, is_checkpoint,
 };
 use crate::budget::Budget;
 use crate::commit::{Commit, LogState};
@@ -37,7 +36,7 @@ struct Inner {
     owner: Option<Owner>,
     log: LogState,
     /// This instance's checkpoint commits, oldest first.
-    checkpoints: VecDeque<(Commit, CheckpointStatus)>,
+    checkpoints: VecDeque<Digest>,
     last_commit: Option<Instant>,
     plugin: Option<PluginStatus>,
     swaps: VecDeque<Swap>,
@@ -71,21 +70,35 @@ impl LiveStatus {
         self.inner().log = state.clone();
     }
 
-    /// A checkpoint of this instance, committed and published; `took`
-    /// from its workers' seal to now.
-    pub fn committed(&self, state: &LogState, commit: &Commit, took: Duration) {
+    /// A checkpoint of this instance past its commit point, its files not
+    /// yet visible; `started` is when its workers had all sealed.
+    pub fn committed(&self, state: &LogState, commit: &Commit, started: SystemTime) {
         let mut inner = self.inner();
         inner.log = state.clone();
         inner.last_commit = Some(Instant::now());
         if !is_checkpoint(commit) {
             return;
         }
-        let mut status = CheckpointStatus::of(commit, true);
-        status.started_at = Some(rfc3339(SystemTime::now() - took));
-        status.duration_ms = Some(took.as_millis() as u64);
-        inner.checkpoints.push_back((commit.clone(), status));
+        let mut digest = Digest::of(commit, false);
+        digest.status.started_at = Some(rfc3339(started));
+        inner.checkpoints.push_back(digest);
         while inner.checkpoints.len() > CHECKPOINTS {
             inner.checkpoints.pop_front();
+        }
+    }
+
+    /// Commit `seq` is published: every file visible, `took` since its
+    /// workers had all sealed.
+    pub fn published(&self, seq: u64, took: Duration) {
+        let mut inner = self.inner();
+        if let Some(d) = inner
+            .checkpoints
+            .iter_mut()
+            .rev()
+            .find(|d| d.status.commit_seq == seq)
+        {
+            d.status.state = "published".into();
+            d.status.duration_ms = Some(took.as_millis() as u64);
         }
     }
 
@@ -168,13 +181,14 @@ impl LiveStatus {
 
     /// The page's data now.
     pub fn report(&self, stats: &Stats, budget: &Budget) -> Report {
+        // Copied out, so that the report is put together without the lock
+        // the pipeline's threads take.
+        let (log, digests) = {
+            let inner = self.inner();
+            (inner.log.clone(), Vec::from(inner.checkpoints.clone()))
+        };
+        let mut report = Report::of_log(&log, &digests);
         let inner = self.inner();
-        let commits: Vec<(&Commit, CheckpointStatus)> = inner
-            .checkpoints
-            .iter()
-            .map(|(c, s)| (c, s.clone()))
-            .collect();
-        let mut report = Report::of_log(&inner.log, &commits);
         for p in &mut report.partitions {
             let tp = TopicPartition {
                 topic: p.topic.clone(),

@@ -12,7 +12,7 @@ pub use live::LiveStatus;
 pub use page::page;
 pub use read::{StatusError, from_log};
 pub use report::{
-    CheckpointStatus, DropStatus, FileSizes, Live, PartitionStatus, PluginStatus, Report, State,
-    Swap, human_bytes,
+    CheckpointStatus, Digest, DropStatus, FileSizes, Live, PartitionStatus, PluginStatus, Report,
+    State, Swap, human_bytes,
 };
 pub use text::text;

@@ -26,6 +26,13 @@ mod tests {
         report.generated_at = "</script><script>alert(1)</script>".into();
         let html = page(&report);
         assert_eq!(html.matches("</script>").count(), 2, "only the page's own");
+        let embedded = html
+            .split("<script id=\"data\" type=\"application/json\">")
+            .nth(1)
+            .and_then(|rest| rest.split("</script>").next())
+            .expect("the embedded data");
+        let back: Report = serde_json::from_str(embedded).expect("still JSON");
+        assert_eq!(back, report);
         assert!(
             !html.contains("http://") && !html.contains("https://"),
             "nothing fetched from elsewhere"

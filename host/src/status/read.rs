@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use futures::{StreamExt, TryStreamExt};
 
-use super::report::{CHECKPOINTS, CheckpointStatus, Report, is_checkpoint, unpublished};
+use super::report::{CHECKPOINTS, Digest, Report, is_checkpoint, unpublished};
 use crate::commit::{Commit, CommitError, CommitLog};
 use crate::staging::StagingError;
 
@@ -40,9 +40,9 @@ pub async fn from_log(log: &CommitLog) -> Result<Report, StatusError> {
         staged.extend(found.entries.into_iter().map(|e| e.file_id));
         staged.extend(found.torn);
     }
-    let shown: Vec<(&Commit, CheckpointStatus)> = commits
+    let shown: Vec<Digest> = commits
         .iter()
-        .map(|c| (c, CheckpointStatus::of(c, !unpublished(c, &staged))))
+        .map(|c| Digest::of(c, !unpublished(c, &staged)))
         .collect();
     Ok(Report::of_log(&state, &shown))
 }

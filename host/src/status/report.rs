@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::commit::{Commit, LogState};
+use crate::partition::TopicPartition;
 use crate::staging::FileKind;
 
 /// Checkpoints shown, newest first.
@@ -197,14 +198,58 @@ pub fn is_checkpoint(commit: &Commit) -> bool {
     commit.checkpoint > 0 && commit.torn.is_none()
 }
 
+/// What the report needs of one checkpoint commit, without its file list:
+/// a running instance keeps fifty of these, not fifty commits.
+#[derive(Debug, Clone)]
+pub struct Digest {
+    pub status: CheckpointStatus,
+    /// The partitions it has ranges of.
+    partitions: Vec<TopicPartition>,
+    /// Its dropped files' classes, with examples.
+    drops: Vec<DropStatus>,
+    /// Each file's bytes.
+    sizes: Vec<u64>,
+    plugin: PluginStatus,
+}
+
+impl Digest {
+    pub fn of(commit: &Commit, published: bool) -> Self {
+        let mut drops: Vec<DropStatus> = Vec::new();
+        for f in commit.files.iter() {
+            for d in &f.drops {
+                let example = format!("{}/{}@{}", f.source.topic, f.source.partition, d.example);
+                match drops.iter_mut().find(|s| s.class == d.class) {
+                    Some(s) => s.count += d.count,
+                    None => drops.push(DropStatus {
+                        class: d.class.clone(),
+                        count: d.count,
+                        example,
+                    }),
+                }
+            }
+        }
+        Self {
+            status: CheckpointStatus::of(commit, published),
+            partitions: commit.ranges.iter().map(|r| r.source.clone()).collect(),
+            drops,
+            sizes: commit.files.iter().map(|f| f.bytes).collect(),
+            plugin: PluginStatus {
+                name: commit.plugin.name.clone(),
+                version: commit.plugin.version.clone(),
+                sha256: commit.plugin.sha256.clone(),
+            },
+        }
+    }
+}
+
 impl Report {
-    /// What the log says. `commits` are the newest checkpoint commits,
-    /// oldest first, with each one's status as `checkpoints` has it.
-    pub fn of_log(state: &LogState, commits: &[(&Commit, CheckpointStatus)]) -> Self {
-        let mut last_commit: BTreeMap<_, &str> = BTreeMap::new();
-        for (c, _) in commits {
-            for r in &c.ranges {
-                last_commit.insert(&r.source, &c.timestamp);
+    /// What the log says: `state` folded from it, and the newest checkpoint
+    /// commits, oldest first.
+    pub fn of_log(state: &LogState, commits: &[Digest]) -> Self {
+        let mut last_commit: BTreeMap<&TopicPartition, &str> = BTreeMap::new();
+        for c in commits {
+            for tp in &c.partitions {
+                last_commit.insert(tp, &c.status.committed_at);
             }
         }
         let partitions = state
@@ -222,30 +267,22 @@ impl Report {
                 records_per_s: None,
             })
             .collect();
-        let plugin = commits.last().map(|(c, _)| PluginStatus {
-            name: c.plugin.name.clone(),
-            version: c.plugin.version.clone(),
-            sha256: c.plugin.sha256.clone(),
-        });
         Self {
             generated_at: crate::commit::now(),
             commit_seq: state.seq,
             live: None,
             partitions,
-            checkpoints: commits.iter().rev().map(|(_, s)| s.clone()).collect(),
-            drops: drops(commits.iter().map(|(c, _)| *c)),
-            files: sizes(commits.iter().map(|(c, _)| *c)),
-            plugin,
+            checkpoints: commits.iter().rev().map(|c| c.status.clone()).collect(),
+            drops: drops(commits),
+            files: sizes(commits),
+            plugin: commits.last().map(|c| c.plugin.clone()),
         }
     }
 
     /// Sets each partition's high watermark and the lag behind it.
-    pub fn with_watermarks(
-        mut self,
-        highs: &BTreeMap<crate::partition::TopicPartition, i64>,
-    ) -> Self {
+    pub fn with_watermarks(mut self, highs: &BTreeMap<TopicPartition, i64>) -> Self {
         for p in &mut self.partitions {
-            let tp = crate::partition::TopicPartition {
+            let tp = TopicPartition {
                 topic: p.topic.clone(),
                 partition: p.partition,
             };
@@ -260,23 +297,19 @@ impl Report {
 
 /// The drop classes of the commits, most frequent first; each example is
 /// the newest commit's.
-fn drops<'a>(commits: impl Iterator<Item = &'a Commit>) -> Vec<DropStatus> {
-    let mut by_class: BTreeMap<&str, (u64, String)> = BTreeMap::new();
-    for c in commits {
-        for f in c.files.iter() {
-            for d in &f.drops {
-                let entry = by_class.entry(&d.class).or_default();
-                entry.0 += d.count;
-                entry.1 = format!("{}/{}@{}", f.source.topic, f.source.partition, d.example);
-            }
-        }
+fn drops(commits: &[Digest]) -> Vec<DropStatus> {
+    let mut by_class: BTreeMap<&str, (u64, &str)> = BTreeMap::new();
+    for d in commits.iter().flat_map(|c| c.drops.iter()) {
+        let entry = by_class.entry(&d.class).or_insert((0, &d.example));
+        entry.0 += d.count;
+        entry.1 = &d.example;
     }
     let mut drops: Vec<DropStatus> = by_class
         .into_iter()
         .map(|(class, (count, example))| DropStatus {
             class: class.to_owned(),
             count,
-            example,
+            example: example.to_owned(),
         })
         .collect();
     drops.sort_by(|a, b| b.count.cmp(&a.count).then(a.class.cmp(&b.class)));
@@ -284,9 +317,10 @@ fn drops<'a>(commits: impl Iterator<Item = &'a Commit>) -> Vec<DropStatus> {
     drops
 }
 
-fn sizes<'a>(commits: impl Iterator<Item = &'a Commit>) -> FileSizes {
+fn sizes(commits: &[Digest]) -> FileSizes {
     let mut bytes: Vec<u64> = commits
-        .flat_map(|c| c.files.iter().map(|f| f.bytes))
+        .iter()
+        .flat_map(|c| c.sizes.iter().copied())
         .collect();
     bytes.sort_unstable();
     let median = bytes.get(bytes.len() / 2).copied();

@@ -104,16 +104,26 @@ pub fn assert_status_matches_log(paths: &Paths, report: &Json) {
     // Drop classes: the counts the log's files carry, each example a
     // record of a dropped file of these checkpoints.
     let mut classes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut examples: Vec<(String, String)> = Vec::new();
     for c in &checkpoints {
         for f in c.files.iter() {
             for d in &f.drops {
                 *classes.entry(d.class.clone()).or_default() += d.count;
+                let at = format!("{}/{}@{}", f.source.topic, f.source.partition, d.example);
+                examples.push((d.class.clone(), at));
             }
         }
     }
-    for d in report["drops"].as_array().unwrap() {
+    let drops = report["drops"].as_array().unwrap();
+    assert_eq!(drops.len(), classes.len().min(10), "{report:#}");
+    for d in drops {
         let class = d["class"].as_str().unwrap();
         assert_eq!(d["count"], classes[class], "{class}");
+        let example = (class.to_owned(), d["example"].as_str().unwrap().to_owned());
+        assert!(
+            examples.contains(&example),
+            "{example:?} is no {class} drop of the log"
+        );
     }
 }
 
@@ -211,12 +221,12 @@ fn assert_page_shows(dom: &str, status: &Json) {
 /// status` read from the log at the same moment (the run idle).
 fn assert_live_matches_cli(live: &Json, cli: &Json) {
     assert_eq!(live["commit_seq"], cli["commit_seq"]);
-    for (l, c) in live["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(cli["partitions"].as_array().unwrap())
-    {
+    let (lp, cp) = (
+        live["partitions"].as_array().unwrap(),
+        cli["partitions"].as_array().unwrap(),
+    );
+    assert_eq!(lp.len(), cp.len());
+    for (l, c) in lp.iter().zip(cp) {
         for field in [
             "topic",
             "partition",
@@ -399,4 +409,66 @@ fn the_status_page_and_lineage_status_match_the_commit_log_through_a_swap() {
         .map(|l| l.split_whitespace().nth(5).unwrap())
         .collect();
     assert_eq!(lags, vec!["0"; PARTITIONS as usize], "{text}");
+}
+
+/// A checkpoint held after its commit point, its files not yet visible
+/// (at `after-checkpoint-view`): the page and `lineage status` both call
+/// it committed, not published, and both say published once it is.
+#[test]
+fn a_checkpoint_past_its_commit_point_but_not_visible_shows_as_committed() {
+    let broker = Broker::start();
+    broker.create_topic("events", PARTITIONS);
+    let paths = Paths::new();
+    produce(&broker, 0, 2_000);
+    let run = Lineage::start_ready(
+        &broker,
+        "events",
+        &paths,
+        &[("LINEAGE_FAILPOINTS", "after-checkpoint-view=sleep:10000@1")],
+    );
+    let address = metrics_address(&paths.log());
+    let first = |report: &Json| -> Option<Json> {
+        report["checkpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["checkpoint"] == 1)
+            .cloned()
+    };
+    wait_or(
+        "checkpoint 1 on the page",
+        Duration::from_secs(60),
+        || {
+            let (_, body) = get(&address, "/status");
+            serde_json::from_str::<Json>(&body)
+                .ok()
+                .and_then(|r| first(&r))
+                .is_some()
+        },
+        || paths.log(),
+    );
+    let live: Json = serde_json::from_str(&get(&address, "/status").1).unwrap();
+    let held = first(&live).unwrap();
+    assert_eq!(held["state"], "committed", "{held}");
+    assert!(held["files"].as_u64().unwrap() > 0, "{held}");
+    assert!(held["duration_ms"].is_null(), "not published yet: {held}");
+    let cli = cli_status(&paths);
+    assert_eq!(first(&cli).unwrap()["state"], "committed", "{cli:#}");
+
+    wait_committed(
+        &paths,
+        "events",
+        &ends(&broker.contents("events", PARTITIONS, 2_000)),
+    );
+    wait_or(
+        "checkpoint 1 to be published",
+        Duration::from_secs(60),
+        || {
+            let r: Json = serde_json::from_str(&get(&address, "/status").1).unwrap();
+            first(&r).unwrap()["state"] == "published"
+        },
+        || paths.log(),
+    );
+    assert_eq!(first(&cli_status(&paths)).unwrap()["state"], "published");
+    assert!(run.terminate().success(), "{}", paths.log());
 }
