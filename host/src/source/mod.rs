@@ -300,24 +300,9 @@ pub fn probe(settings: &KafkaSettings, tp: &TopicPartition, offset: i64) -> Prob
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "true")
         .set("auto.offset.reset", "error");
-    let Ok(auth) = msk_iam(settings).map(ClientAuth::new) else {
+    let Ok(consumer) = signed_in(settings, config) else {
         return Probe::Unknown;
     };
-    let Ok(consumer) =
-        config.create_with_context::<_, BaseConsumer<PlainContext>>(PlainContext { auth })
-    else {
-        return Probe::Unknown;
-    };
-    if consumer
-        .context()
-        .auth
-        .await_first_token(|wait| {
-            consumer.poll(wait);
-        })
-        .is_err()
-    {
-        return Probe::Unknown;
-    }
     let mut tpl = TopicPartitionList::new();
     if tpl
         .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(offset))
@@ -357,6 +342,20 @@ pub fn probe(settings: &KafkaSettings, tp: &TopicPartition, offset: i64) -> Prob
     Probe::Unknown
 }
 
+/// A consumer outside the group, made from `config` and signed in (a
+/// first token where MSK IAM is in use).
+fn signed_in(
+    settings: &KafkaSettings,
+    config: ClientConfig,
+) -> Result<BaseConsumer<PlainContext>, SourceError> {
+    let auth = msk_iam(settings).map(ClientAuth::new)?;
+    let consumer: BaseConsumer<PlainContext> = config.create_with_context(PlainContext { auth })?;
+    consumer.context().auth.await_first_token(|wait| {
+        consumer.poll(wait);
+    })?;
+    Ok(consumer)
+}
+
 /// The high watermarks of `partitions`, asked by a client outside the
 /// group (`lineage status`). A broker that does not answer leaves the rest
 /// out, with a warning, rather than waiting for each in turn.
@@ -367,28 +366,13 @@ pub fn high_watermarks(
     let mut highs = BTreeMap::new();
     let mut config = consumer_config(settings);
     config.set("group.id", &settings.group_id);
-    let consumer = match msk_iam(settings).map(ClientAuth::new).and_then(|auth| {
-        config
-            .create_with_context::<_, BaseConsumer<PlainContext>>(PlainContext { auth })
-            .map_err(SourceError::from)
-    }) {
+    let consumer = match signed_in(settings, config) {
         Ok(c) => c,
         Err(e) => {
-            tracing::warn!(error = %e, "no high watermarks: cannot make a Kafka client");
+            tracing::warn!(error = %e, "no high watermarks from the cluster");
             return highs;
         }
     };
-    if consumer
-        .context()
-        .auth
-        .await_first_token(|wait| {
-            consumer.poll(wait);
-        })
-        .is_err()
-    {
-        tracing::warn!("no high watermarks: signing in to the cluster failed");
-        return highs;
-    }
     for tp in partitions {
         match watermarks(&consumer, tp) {
             (_, Some(high)) => {

@@ -8,22 +8,15 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use sha2::{Digest, Sha256};
 
 use crate::observability::{get, metrics_address};
 use crate::pipeline_support::{
     Broker, Lineage, Paths, ends, generate_args, read_output, wait_committed, wait_or,
 };
 use crate::support::components;
+use crate::swap::{replace, sha256};
 
 const PARTITIONS: i32 = 4;
-
-fn sha256(path: &Path) -> String {
-    Sha256::digest(std::fs::read(path).unwrap())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 /// `lineage status --json` over `paths`, as an operator runs it.
 pub fn cli_status(paths: &Paths) -> Json {
@@ -253,12 +246,6 @@ fn assert_live_matches_cli(live: &Json, cli: &Json) {
     for field in ["drops", "files"] {
         assert_eq!(live[field], cli[field], "{field}");
     }
-}
-
-fn replace(target: &Path, bytes: &[u8]) {
-    let incoming = target.with_file_name(".incoming");
-    std::fs::write(&incoming, bytes).unwrap();
-    std::fs::rename(&incoming, target).unwrap();
 }
 
 fn produce(broker: &Broker, start: u64, count: u64) {

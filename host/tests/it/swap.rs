@@ -21,13 +21,13 @@ use crate::support::components;
 
 const PARTITIONS: i32 = 4;
 
-fn sha256(path: &Path) -> String {
+pub fn sha256(path: &Path) -> String {
     let digest = Sha256::digest(std::fs::read(path).unwrap());
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Replaces `target` with `from`'s bytes by rename, as deployments do.
-fn replace(target: &Path, bytes: &[u8]) {
+pub fn replace(target: &Path, bytes: &[u8]) {
     let incoming = target.with_file_name(".incoming");
     std::fs::write(&incoming, bytes).unwrap();
     std::fs::rename(&incoming, target).unwrap();
