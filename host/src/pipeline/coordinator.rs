@@ -22,7 +22,7 @@ use crate::partition::TopicPartition;
 use crate::plugin::Plugin;
 use crate::retry::{Deadline, GaveUp, Policy, retry_blocking};
 use crate::source::KafkaConsumer;
-use crate::staging::{SealedFile, Stager, discard};
+use crate::staging::{SealedFile, Stager};
 
 fn stamp(plugin: &Plugin) -> PluginStamp {
     let identity = plugin.identity();
@@ -446,9 +446,7 @@ impl Coordinator {
 
     /// Drops a file that will not be committed, with its staging entry.
     fn discard(&self, file: &SealedFile) {
-        let stager = &self.stager;
-        self.runtime
-            .block_on(discard(&stager.outputs, &stager.entries, file));
+        self.stager.discard(file);
     }
 
     /// After partitions were fenced: what this instance staged for them

@@ -7,7 +7,7 @@ use super::file::ParquetFile;
 use super::schema::{DataRows, DroppedRows};
 use crate::partition::TopicPartition;
 use crate::plugin::{KafkaRecord, OutcomeRef, Outcomes, ValueRef};
-use crate::staging::{FileKind, Hour, SealedFile, Stager, discard, file_key};
+use crate::staging::{FileKind, Hour, SealedFile, Stager, file_key};
 
 enum Rows {
     Data(DataRows),
@@ -301,11 +301,8 @@ impl PartitionSink {
             cx.staging.unstage(&source, &id);
         }
         (self.open_bytes, self.sealed_bytes) = (0, 0);
-        let staging = &cx.staging;
         for file in self.sealed.drain(..) {
-            staging
-                .runtime
-                .block_on(discard(&staging.outputs, &staging.entries, &file));
+            cx.staging.discard(&file);
         }
     }
 }

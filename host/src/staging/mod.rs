@@ -19,5 +19,5 @@ pub use error::StagingError;
 pub use file::{DropClass, FileKind, Publish, SealedFile, Staging, reason_class};
 pub use layout::{Hour, STAGING_DIR, file_key, of_partition};
 pub use outputs::Outputs;
-pub use resolve::{Leftover, abort, discard, leftovers, publish, remove, staged_by_id};
+pub use resolve::{Leftover, abort, leftovers, publish, remove, staged_by_id};
 pub use writer::{FileSpec, StagedWriter, Stager};

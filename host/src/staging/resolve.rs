@@ -4,11 +4,9 @@
 use object_store::ObjectStoreExt;
 use object_store::multipart::PartId;
 
-use super::entry::Entries;
 use super::error::StagingError;
-use super::file::{Publish, SealedFile, Staging};
+use super::file::{Publish, Staging};
 use super::layout::{STAGING_DIR, of_partition, staging_key};
-use super::outputs::Outputs;
 use crate::partition::TopicPartition;
 use crate::store::Location;
 
@@ -196,21 +194,5 @@ pub fn staged_by_id(source: &TopicPartition, file_id: &str) -> Leftover {
     Leftover::File {
         file_id: file_id.to_owned(),
         staging: staging_key(source, file_id),
-    }
-}
-
-/// Aborts a sealed file that will not be committed and removes its staging
-/// entry. Failures are logged and left to recovery, which finds the entry
-/// when the partition is next claimed.
-pub async fn discard(outputs: &Outputs, entries: &Entries, file: &SealedFile) {
-    let location = outputs.location(file.kind);
-    let result = async {
-        abort(location, &file.key, &file.publish.staging()).await?;
-        entries.unstage(&file.source, &file.id).await?;
-        Ok::<_, StagingError>(())
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, file = %location.url_of(&file.key), "could not abort a staged file; recovery will");
     }
 }

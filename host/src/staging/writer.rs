@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 
 use super::entry::{Entries, StagedEntry};
 use super::error::StagingError;
-use super::file::{FileKind, Publish, Staging};
+use super::file::{FileKind, Publish, SealedFile, Staging};
 use super::layout::staging_key;
 use super::outputs::Outputs;
 use super::resolve::abort;
@@ -80,6 +80,25 @@ pub struct FileSpec<'a> {
 }
 
 impl Stager {
+    /// Aborts a sealed file that will not be committed and removes its
+    /// staging entry, each step retried. One left behind is resolved at
+    /// the partition's next claim.
+    pub fn discard(&self, file: &SealedFile) {
+        let location = self.outputs.location(file.kind);
+        let staging = file.publish.staging();
+        let aborted = self.runtime.block_on(retry(
+            &format!("abort {}", location.url_of(&file.key)),
+            &self.policy,
+            || abort(location, &file.key, &staging),
+        ));
+        match aborted {
+            Ok(()) => self.unstage(&file.source, &file.id),
+            Err(e) => {
+                tracing::warn!(error = %e, file = %location.url_of(&file.key), "could not abort a staged file; the partition's next claim does")
+            }
+        }
+    }
+
     /// Removes the staging entry of a file given up, retrying as its write
     /// was retried. One left behind (the store away past the deadline) is
     /// resolved at the partition's next claim, whoever makes it.
