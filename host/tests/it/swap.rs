@@ -156,6 +156,14 @@ fn sighup_swaps_the_plugin_at_a_checkpoint_and_refuses_a_broken_one() {
         || paths.log(),
     );
     let committed_before = checkpoints(&paths) as usize;
+    // It goes on committing with the old build; waited for here, since the
+    // new build, once loaded, takes over at the very next checkpoint.
+    wait_or(
+        "a checkpoint after the refusal",
+        Duration::from_secs(60),
+        || checkpoints(&paths) as usize > committed_before,
+        || paths.log(),
+    );
 
     replace(&active, &std::fs::read(&components().pseudonymize).unwrap());
     run.reload();
