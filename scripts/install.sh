@@ -29,19 +29,22 @@ die() { say "$*"; exit 1; }
 # fsyncs on local disk).
 APT_PACKAGES=(build-essential pkg-config cmake libssl-dev libsasl2-dev zlib1g-dev libcurl4-openssl-dev python3-venv shellcheck strace)
 
-missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-done
-if ((${#missing[@]})); then
+# Installs the Debian packages given that are missing (with --check,
+# names them and fails).
+apt_install() {
+    local missing=() pkg sudo=""
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    ((${#missing[@]})) || return 0
     $check_only && die "missing Debian packages: ${missing[*]}"
     command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them; install them by hand"
-    sudo=""
     [[ $(id -u) -ne 0 ]] && sudo="sudo"
     say "installing ${missing[*]}"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
+}
+apt_install "${APT_PACKAGES[@]}"
 
 # The toolchain pinned in rust-toolchain.toml, with the plugin target.
 command -v rustup >/dev/null || die "rustup is missing; install it from https://rustup.rs"
@@ -85,15 +88,7 @@ fi
 
 # Headless Chromium, for the test that renders the status page (Debian's
 # package; a test-only tool, so not with --build-only).
-if ! command -v chromium >/dev/null; then
-    $check_only && die "chromium is missing (the status page test renders with it)"
-    command -v apt-get >/dev/null || die "chromium is missing and there is no apt-get to install it; install it by hand"
-    sudo=""
-    [[ $(id -u) -ne 0 ]] && sudo="sudo"
-    say "installing chromium (headless, for the status page test)"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
-fi
+apt_install chromium fonts-dejavu-core
 
 # Tools that take minutes to build or download are installed once into a
 # stable cache, keyed by version, and reused.
