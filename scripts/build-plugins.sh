@@ -60,5 +60,8 @@ else
 fi
 if [[ "${1:-}" == "--test" ]]; then
     install_component "$out/hostile_plugin.wasm" target/test-plugins/hostile.wasm
-    echo "build-plugins: target/test-plugins/hostile.wasm"
+    # On its own, as pseudonymize: it links guest-enrich without its exports.
+    cargo build --quiet --target wasm32-wasip2 --profile plugin -p enrich-plus
+    install_component "$out/enrich_plus.wasm" target/test-plugins/enrich-plus.wasm
+    echo "build-plugins: target/test-plugins/hostile.wasm, target/test-plugins/enrich-plus.wasm"
 fi

@@ -124,6 +124,19 @@ if ! "$venv/bin/python" -c "import pyarrow, duckdb, moto.server, helm_python, ku
     "$venv/bin/pip" install --quiet --disable-pip-version-check pyarrow duckdb "moto[server]" \
         helm-python-sdk kubernetes-validate pyyaml
 fi
+# The Iceberg tests' readers (host/tests/it/read_table.py): pyiceberg's
+# SqlCatalog on Lineage's sqlite catalog, and DuckDB's iceberg extension
+# (with the avro extension it reads manifests with) from PyPI, so that
+# nothing is downloaded at test time; the extensions are built for one
+# DuckDB version, which is pinned with them.
+duckdb_version=1.5.5
+if ! "$venv/bin/python" -c "import pyiceberg.catalog.sql, duckdb_extension_iceberg, duckdb_extension_avro, duckdb, sys; sys.exit(duckdb.__version__ != '$duckdb_version')" 2>/dev/null; then
+    $check_only && die "pyiceberg and DuckDB $duckdb_version with its iceberg extension are missing from $venv"
+    say "installing pyiceberg and DuckDB $duckdb_version with its iceberg and avro extensions into $venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "pyiceberg[sql-sqlite,pyarrow]==0.12.0" \
+        "duckdb==$duckdb_version" duckdb-extensions "duckdb-extension-iceberg==$duckdb_version" \
+        "duckdb-extension-avro==$duckdb_version"
+fi
 # Confluent's own client frames the Schema Registry tests' records
 # (host/tests/it/produce_framed.py), so that Lineage's reading of the wire
 # format is checked against the real thing.

@@ -53,6 +53,33 @@ pub trait Failure: std::error::Error + Classify + Send + Sync + 'static {}
 
 impl<E: std::error::Error + Classify + Send + Sync + 'static> Failure for E {}
 
+/// An error of a layer above carried through one below it (an Iceberg
+/// append through the committer), keeping its class and its causes.
+#[derive(Debug)]
+pub struct Carried(pub Box<dyn Failure>);
+
+impl std::fmt::Display for Carried {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for Carried {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl Classify for Carried {
+    fn blame(&self) -> Blame {
+        self.0.blame()
+    }
+
+    fn retryable(&self) -> bool {
+        self.0.retryable()
+    }
+}
+
 /// An error and its causes on one line, each cause once.
 ///
 /// Many errors (ours and those of librdkafka, object_store and reqwest)

@@ -25,13 +25,15 @@ pub enum Failpoint {
     AfterFirstPublish,
     AfterPublish,
     AfterStagingCleanup,
+    BeforeTableAppend,
+    AfterTableAppend,
     AfterKafkaCommit,
     AfterClaim,
     AfterSnapshot,
 }
 
 impl Failpoint {
-    pub const ALL: [Failpoint; 11] = [
+    pub const ALL: [Failpoint; 13] = [
         Failpoint::AfterStagingEntry,
         Failpoint::AfterPartUpload,
         Failpoint::AfterSeal,
@@ -40,6 +42,8 @@ impl Failpoint {
         Failpoint::AfterFirstPublish,
         Failpoint::AfterPublish,
         Failpoint::AfterStagingCleanup,
+        Failpoint::BeforeTableAppend,
+        Failpoint::AfterTableAppend,
         Failpoint::AfterKafkaCommit,
         Failpoint::AfterClaim,
         Failpoint::AfterSnapshot,
@@ -56,6 +60,8 @@ impl Failpoint {
             Failpoint::AfterFirstPublish => "after-first-publish",
             Failpoint::AfterPublish => "after-publish",
             Failpoint::AfterStagingCleanup => "after-staging-cleanup",
+            Failpoint::BeforeTableAppend => "before-table-append",
+            Failpoint::AfterTableAppend => "after-table-append",
             Failpoint::AfterKafkaCommit => "after-kafka-commit",
             Failpoint::AfterClaim => "after-claim",
             Failpoint::AfterSnapshot => "after-snapshot",

@@ -38,3 +38,4 @@ pub mod source;
 pub mod staging;
 pub mod status;
 pub mod store;
+pub mod table;

@@ -100,7 +100,7 @@ fn run(command: Command) -> Result<ExitCode, Failed> {
             cli::bench::pipeline(args, &mut out).map_err(failed)?
         }
         Command::Bench(BenchCommand::Kafka(args)) => {
-            cli::bench::kafka(args, &mut out).map_err(failed)?
+            cli::bench::kafka(*args, &mut out).map_err(failed)?
         }
         Command::Trace(args) => cli::trace::trace(&args, &mut out).map_err(failed)?,
         Command::Status(args) => cli::status::status(&args, &mut out).map_err(failed)?,

@@ -3,9 +3,12 @@
 //! the outputs hold exactly what the log says.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int32Type, Int64Type, TimestampMillisecondType};
+use arrow_array::types::{
+    Float64Type, Int32Type, Int64Type, TimestampMicrosecondType, TimestampMillisecondType,
+};
 use arrow_array::{Array, RecordBatch};
 use arrow_schema::DataType;
 use futures::TryStreamExt;
@@ -19,11 +22,14 @@ use crate::error::{Blame, Classify};
 use crate::partition::TopicPartition;
 use crate::staging::{FileKind, Outputs, STAGING_DIR, SealedFile};
 use crate::store::Location;
+use crate::table::IcebergTables;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error(transparent)]
     Commit(#[from] CommitError),
+    #[error(transparent)]
+    Table(#[from] crate::table::TableError),
     #[error("reading {url}: {detail}")]
     Read { url: String, detail: String },
     #[error("no commit of checkpoint {checkpoint}{}", subtask.map_or(String::new(), |s| format!(" by subtask {s}")))]
@@ -58,6 +64,7 @@ impl Classify for QueryError {
     fn blame(&self) -> Blame {
         match self {
             QueryError::Commit(e) => e.blame(),
+            QueryError::Table(e) => e.blame(),
             QueryError::Read { .. } => Blame::Environment,
             QueryError::NoCheckpoint { .. } | QueryError::NotCommitted { .. } => Blame::User,
         }
@@ -135,6 +142,12 @@ pub struct RecordTrace {
     /// What a reader should know: the partition was reset since.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// TABLE_FORMAT=iceberg: the table, and the snapshot that appended the
+    /// record's file (`None`: not appended yet, or expired).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -204,6 +217,8 @@ pub struct CheckpointTrace {
 pub struct Query {
     pub log: CommitLog,
     pub outputs: Outputs,
+    /// TABLE_FORMAT=iceberg: the tables the files were appended to.
+    pub tables: Option<Arc<IcebergTables>>,
 }
 
 impl Query {
@@ -229,14 +244,29 @@ impl Query {
             schema_unknown: false,
             found,
             note,
+            table: None,
+            snapshot_id: None,
         };
-        match find_commit(&commits, source, offset)? {
-            Holder::Skipped(commit, found, note) => Ok(trace(commit, found, note)),
+        let mut traced = match find_commit(&commits, source, offset)? {
+            Holder::Skipped(commit, found, note) => trace(commit, found, note),
             Holder::Range(commit, note) => {
                 let found = self.find_in(commit, source, offset).await?;
-                Ok(trace(commit, found, note))
+                trace(commit, found, note)
             }
+        };
+        let kind = match traced.found {
+            Found::Data { .. } | Found::DataUnindexed { .. } => Some(FileKind::Data),
+            Found::Dropped { .. } => Some(FileKind::Dropped),
+            Found::Gap | Found::Skipped { .. } => None,
+        };
+        if let (Some(tables), Some(kind)) = (&self.tables, kind) {
+            let commit = &traced.commit;
+            traced.table = Some(tables.table_name(kind));
+            traced.snapshot_id = tables
+                .snapshot_of(kind, commit.subtask, commit.commit_seq)
+                .await?;
         }
+        Ok(traced)
     }
 
     /// Which of `commit`'s files holds the record: a dropped one, a data
@@ -410,12 +440,19 @@ impl Query {
                 if url.starts_with(&log_root) {
                     continue;
                 }
+                // The table's own metadata, checked against the log below.
+                if self.tables.is_some() && key.starts_with("metadata/") {
+                    continue;
+                }
                 if meta.location.prefix_matches(&staging) {
                     v.staged.push(url);
                 } else {
                     v.unaccounted.push(url);
                 }
             }
+        }
+        if let Some(tables) = &self.tables {
+            v.table = Some(check_tables(tables, &commits).await?);
         }
         Ok(v)
     }
@@ -503,12 +540,75 @@ pub struct Verification {
     /// Files still being written, or left by a crash (the next start of
     /// their subtask removes them).
     pub staged: Vec<String>,
+    /// TABLE_FORMAT=iceberg: committed files the table lacks (from the
+    /// table's first appended commit on), and live table files no commit
+    /// names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableCheck>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct TableCheck {
+    pub snapshots: Vec<(String, Option<i64>)>,
+    pub files: u64,
+    pub lacking: Vec<Problem>,
+    pub unknown: Vec<String>,
 }
 
 impl Verification {
     pub fn ok(&self) -> bool {
-        self.missing.is_empty() && self.wrong_size.is_empty() && self.unaccounted.is_empty()
+        self.missing.is_empty()
+            && self.wrong_size.is_empty()
+            && self.unaccounted.is_empty()
+            && self
+                .table
+                .as_ref()
+                .is_none_or(|t| t.lacking.is_empty() && t.unknown.is_empty())
     }
+}
+
+/// Each table against the log: from its first appended commit on, every
+/// committed file of its kind must be live in it, and it must hold none
+/// the log does not name.
+async fn check_tables(
+    tables: &IcebergTables,
+    commits: &[Commit],
+) -> Result<TableCheck, QueryError> {
+    let mut check = TableCheck::default();
+    for kind in [FileKind::Data, FileKind::Dropped] {
+        let held = tables.holdings(kind).await?;
+        check
+            .snapshots
+            .push((tables.table_name(kind), held.current));
+        check.files += held.files.len() as u64;
+        let first = held.commits.keys().map(|(_, seq)| *seq).min();
+        let mut named = HashSet::new();
+        for commit in commits {
+            for f in commit.files.iter().filter(|f| f.kind == kind) {
+                named.insert(f.url.as_str());
+                if first.is_some_and(|first| commit.seq >= first) && !held.files.contains(&f.url) {
+                    check.lacking.push(Problem {
+                        url: f.url.clone(),
+                        checkpoint: commit.checkpoint,
+                        subtask: commit.owner.subtask,
+                        detail: format!(
+                            "commit {} is not in table {}",
+                            commit.seq,
+                            tables.table_name(kind)
+                        ),
+                    });
+                }
+            }
+        }
+        let mut unknown: Vec<String> = held
+            .files
+            .into_iter()
+            .filter(|f| !named.contains(f.as_str()))
+            .collect();
+        unknown.sort();
+        check.unknown.extend(unknown);
+    }
+    Ok(check)
 }
 
 /// One row as JSON, for the column types Lineage writes.
@@ -527,6 +627,11 @@ fn row_json(batch: &RecordBatch, row: usize) -> Json {
                 DataType::Int32 => column.as_primitive::<Int32Type>().value(row).into(),
                 DataType::Int64 => column.as_primitive::<Int64Type>().value(row).into(),
                 DataType::Float64 => column.as_primitive::<Float64Type>().value(row).into(),
+                // Epoch milliseconds, as the plugin gave them, also where a
+                // table's files store microseconds.
+                DataType::Timestamp(arrow_schema::TimeUnit::Microsecond, _) => column
+                    .as_primitive_opt::<TimestampMicrosecondType>()
+                    .map_or(Json::Null, |c| c.value(row).div_euclid(1000).into()),
                 DataType::Timestamp(_, _) => column
                     .as_primitive_opt::<TimestampMillisecondType>()
                     .map_or(Json::Null, |c| c.value(row).into()),

@@ -28,3 +28,14 @@ pub fn user_cache_dir(name: &str) -> Option<std::path::PathBuf> {
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
     Some(base.join("lineage").join(name))
 }
+pub const TABLE_FORMAT: &str = "TABLE_FORMAT";
+pub const ICEBERG_CATALOG_TYPE: &str = "ICEBERG_CATALOG_TYPE";
+pub const ICEBERG_CATALOG_URI: &str = "ICEBERG_CATALOG_URI";
+pub const ICEBERG_CATALOG_NAME: &str = "ICEBERG_CATALOG_NAME";
+pub const ICEBERG_WAREHOUSE: &str = "ICEBERG_WAREHOUSE";
+pub const ICEBERG_CREDENTIAL: &str = "ICEBERG_CREDENTIAL";
+pub const ICEBERG_TOKEN: &str = "ICEBERG_TOKEN";
+pub const ICEBERG_CATALOG_PROPERTIES: &str = "ICEBERG_CATALOG_PROPERTIES";
+pub const ICEBERG_TABLE: &str = "ICEBERG_TABLE";
+pub const ICEBERG_DROPPED_TABLE: &str = "ICEBERG_DROPPED_TABLE";
+pub const ICEBERG_REST_SIGV4: &str = "ICEBERG_REST_SIGV4";

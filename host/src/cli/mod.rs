@@ -8,6 +8,7 @@ pub mod generate;
 pub mod plugin;
 pub mod run;
 pub mod status;
+pub mod table;
 pub mod trace;
 
 use std::path::PathBuf;
@@ -127,5 +128,5 @@ pub enum BenchCommand {
 
     /// Against a broker: a plain consumer's read rate next to `lineage
     /// run`'s end-to-end rate over the same records.
-    Kafka(bench::KafkaBenchArgs),
+    Kafka(Box<bench::KafkaBenchArgs>),
 }

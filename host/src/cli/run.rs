@@ -127,6 +127,9 @@ pub struct RunArgs {
     #[command(flatten)]
     pub paths: PathArgs,
 
+    #[command(flatten)]
+    pub table: super::table::TableArgs,
+
     /// The plugin component (.wasm), or a directory holding exactly one.
     /// A new component there (or SIGHUP) is loaded in the background and
     /// takes over at the next checkpoint if it is valid.
@@ -287,7 +290,7 @@ impl PathArgs {
 }
 
 impl RunArgs {
-    pub fn settings(&self) -> RunSettings {
+    pub fn settings(&self) -> Result<RunSettings, RunError> {
         let mut s = RunSettings::new(
             self.kafka.settings(&self.group_id),
             self.paths.paths(),
@@ -323,7 +326,8 @@ impl RunArgs {
         s.metrics_address = self.metrics_address.0;
         s.plugin_watch =
             (!self.plugin_watch_interval.is_zero()).then_some(self.plugin_watch_interval);
-        s
+        s.table = self.table.settings()?;
+        Ok(s)
     }
 }
 
@@ -348,7 +352,7 @@ impl std::str::FromStr for Listen {
 pub fn run_until_signalled(args: RunArgs) -> Result<Summary, RunError> {
     let (stop, stopped) = StopHandle::new();
     spawn_signal_handler(stop)?;
-    run(args.settings(), Arc::new(Stats::default()), stopped)
+    run(args.settings()?, Arc::new(Stats::default()), stopped)
 }
 
 pub fn spawn_signal_handler(stop: StopHandle) -> Result<(), RunError> {
@@ -402,7 +406,10 @@ mod tests {
             "--plugin-path=p.wasm",
         ];
         let matches = command.try_get_matches_from(required).unwrap();
-        let mut parsed = RunArgs::from_arg_matches(&matches).unwrap().settings();
+        let mut parsed = RunArgs::from_arg_matches(&matches)
+            .unwrap()
+            .settings()
+            .unwrap();
         assert_eq!(parsed.progress_interval, Some(Duration::from_secs(30)));
         assert_eq!(parsed.plugin_watch, Some(Duration::from_secs(5)));
         assert_eq!(parsed.metrics_address, "0.0.0.0:9464".parse().ok());

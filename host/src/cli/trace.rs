@@ -12,6 +12,7 @@ use crate::registry::{Client, RegistrySettings, UserInfo};
 use crate::setting;
 use crate::staging::Outputs;
 use crate::store::StoreError;
+use crate::table::IcebergTables;
 
 use super::run::{PathArgs, S3Args};
 
@@ -21,6 +22,8 @@ pub enum TraceError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Query(#[from] QueryError),
+    #[error(transparent)]
+    Table(#[from] crate::table::TableError),
     #[error("{0:?} is not TOPIC/PARTITION@OFFSET (e.g. events/3@1234)")]
     Record(String),
     #[error("{setting}={path}: no such directory")]
@@ -37,6 +40,7 @@ impl crate::error::Classify for TraceError {
         match self {
             TraceError::Store(e) => e.blame(),
             TraceError::Query(e) => e.blame(),
+            TraceError::Table(e) => e.blame(),
             TraceError::Record(_) | TraceError::NoDirectory { .. } => Blame::User,
             TraceError::Output(_) | TraceError::Runtime(_) => Blame::Environment,
         }
@@ -51,6 +55,9 @@ pub struct OutputArgs {
 
     #[command(flatten)]
     pub s3: S3Args,
+
+    #[command(flatten)]
+    pub table: super::table::TableArgs,
 
     /// Print JSON instead of text.
     #[arg(long)]
@@ -74,9 +81,17 @@ impl OutputArgs {
                 });
             }
         }
+        let outputs = Outputs::open(&paths.output_path, &paths.dropped_path, &s3)?;
+        let tables = match self.table.settings()? {
+            Some(settings) => {
+                Some(runtime()?.block_on(IcebergTables::connect(&settings, &outputs, &s3))?)
+            }
+            None => None,
+        };
         Ok(Query {
             log: CommitLog::new(CommitLog::open(&paths.commit_log_path, &s3)?),
-            outputs: Outputs::open(&paths.output_path, &paths.dropped_path, &s3)?,
+            outputs,
+            tables,
         })
     }
 }
@@ -252,6 +267,16 @@ fn print_record(t: &RecordTrace, out: &mut impl Write) -> std::io::Result<()> {
             writeln!(out, "reason      {reason}")?;
         }
     }
+    if let Some(table) = &t.table {
+        writeln!(out, "table       {table}")?;
+        match t.snapshot_id {
+            Some(id) => writeln!(out, "snapshot    {id}")?,
+            None => writeln!(
+                out,
+                "snapshot    none: not appended yet, or expired from the table's history"
+            )?,
+        }
+    }
     if let Some(id) = t.schema_id {
         let held: Vec<String> = t
             .schema_subjects
@@ -340,6 +365,29 @@ fn print_verification(v: &Verification, out: &mut impl Write) -> std::io::Result
         writeln!(
             out,
             "staged      {s}: not committed (being written, or left by a crash: the next start removes it)"
+        )?;
+    }
+    if let Some(t) = &v.table {
+        for p in &t.lacking {
+            writeln!(
+                out,
+                "not in table {} (checkpoint {}, subtask {}): {}",
+                p.url, p.checkpoint, p.subtask, p.detail
+            )?;
+        }
+        for u in &t.unknown {
+            writeln!(out, "in table    {u}: a live table file no commit names")?;
+        }
+        for (table, snapshot) in &t.snapshots {
+            let at = snapshot.map_or("no snapshot".to_string(), |s| format!("snapshot {s}"));
+            writeln!(out, "table       {table} at {at}")?;
+        }
+        writeln!(
+            out,
+            "table check: {} live files, {} committed files lacking, {} unknown",
+            t.files,
+            t.lacking.len(),
+            t.unknown.len()
         )?;
     }
     writeln!(

@@ -12,6 +12,7 @@ use super::entry::{Claim, Commit, Moved, OffsetRange, PluginStamp};
 use super::error::CommitError;
 use super::log::CommitLog;
 use super::state::{Conflict, LogState};
+use super::tables::Tables;
 use crate::failpoints::{self, Failpoint};
 use crate::partition::{Owner, TopicPartition};
 use crate::retry::{Backoff, Deadline, Policy, retry};
@@ -198,6 +199,8 @@ pub struct Committer {
     moves: Vec<Claim>,
     /// The claim commits of ours `note_claims` recorded.
     noted: HashSet<u64>,
+    /// Where published files are registered (TABLE_FORMAT), if anywhere.
+    tables: Option<Arc<dyn Tables>>,
 }
 
 impl Committer {
@@ -208,6 +211,7 @@ impl Committer {
         outputs: Outputs,
         owner: Owner,
         policy: Policy,
+        tables: Option<Arc<dyn Tables>>,
     ) -> Result<Self, CommitError> {
         let loaded = log.load().await?;
         let mut committer = Self {
@@ -223,6 +227,7 @@ impl Committer {
             mine: HashMap::new(),
             moves: Vec::new(),
             noted: HashSet::new(),
+            tables,
         };
         for commit in &loaded.recent {
             committer.finish(commit).await?;
@@ -532,6 +537,17 @@ impl Committer {
         for id in &done {
             self.log.entries().unstage(tp, id).await?;
         }
+        // Their commits' other files, and their table append, may be
+        // waiting for a writer that is gone: finishing is idempotent.
+        let named: Vec<Commit> = self
+            .recent
+            .iter()
+            .filter(|c| c.files.iter().any(|f| done.contains(&f.id)))
+            .cloned()
+            .collect();
+        for commit in &named {
+            self.finish(commit).await?;
+        }
         let keep = Keep::of(&staged.entries, &self.owner, claim, &committed, false);
         for (kind, leftover) in leftovers {
             if keep.protects(&leftover) {
@@ -758,6 +774,17 @@ impl Committer {
                 }
             }
         }
+        // Before the entries go: a claimer that finds them finishes the
+        // commit, append included, if its writer is gone.
+        if let Some(tables) = self.tables.as_ref().filter(|_| !commit.files.is_empty()) {
+            failpoints::hit(Failpoint::BeforeTableAppend)?;
+            retry(
+                &format!("append commit {} to the table", commit.seq),
+                &policy,
+                || async { Ok::<_, CommitError>(tables.append(commit).await?) },
+            )
+            .await?;
+        }
         for file in commit.files.iter() {
             retry(
                 &format!("delete the staging entry of {}", file.url),
@@ -912,6 +939,7 @@ mod tests {
                 incarnation: incarnation.into(),
             },
             Policy::until(Deadline::default()),
+            None,
         )
         .await
         .unwrap()
@@ -1147,6 +1175,7 @@ mod tests {
                     incarnation: incarnation.into(),
                 },
                 Policy::until(Deadline::default()),
+                None,
             )
         };
         let mut a = start("a", 0).await.unwrap();
@@ -1205,6 +1234,7 @@ mod tests {
                     incarnation: incarnation.into(),
                 },
                 Policy::until(Deadline::default()),
+                None,
             )
         };
         let out = at("out");

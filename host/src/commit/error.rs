@@ -1,7 +1,7 @@
 //! What can go wrong in the commit log and the protocol over it.
 
 use super::state::Conflict;
-use crate::error::{Blame, Classify};
+use crate::error::{Blame, Carried, Classify};
 use crate::failpoints::FailpointError;
 use crate::partition::{Owner, TopicPartition};
 use crate::retry::GaveUp;
@@ -50,6 +50,9 @@ pub enum CommitError {
     },
     #[error(transparent)]
     GaveUp(#[from] GaveUp),
+    /// Registering a commit's files in the table (TABLE_FORMAT) failed.
+    #[error(transparent)]
+    Table(#[from] Carried),
 }
 
 impl Classify for CommitError {
@@ -57,6 +60,7 @@ impl Classify for CommitError {
         match self {
             CommitError::Store(e) => e.blame(),
             CommitError::Staging(e) => e.blame(),
+            CommitError::Table(e) => e.blame(),
             CommitError::Failpoint(_) | CommitError::GaveUp(_) => Blame::Environment,
             CommitError::SubtaskInUse { .. } | CommitError::MissingOffsets { .. } => Blame::User,
             CommitError::Corrupt { .. }
@@ -68,6 +72,7 @@ impl Classify for CommitError {
     fn retryable(&self) -> bool {
         match self {
             CommitError::Staging(e) => e.retryable(),
+            CommitError::Table(e) => e.retryable(),
             CommitError::GaveUp(_) => false,
             other => other.blame() == Blame::Environment,
         }

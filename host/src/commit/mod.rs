@@ -7,6 +7,7 @@ mod entry;
 mod error;
 mod log;
 mod state;
+mod tables;
 
 pub use committer::{
     Claimed, Committer, DEFAULT_SNAPSHOT_EVERY, MissingOffsets, OffsetReset, Prepared, Published,
@@ -16,3 +17,4 @@ pub use entry::{Claim, Commit, HEADER, Moved, OffsetRange, PluginStamp};
 pub use error::CommitError;
 pub use log::{CommitLog, Loaded};
 pub use state::{Conflict, LogState, PartitionState};
+pub use tables::Tables;

@@ -21,7 +21,7 @@ use super::settings::RunSettings;
 use super::stop::forward_stop;
 use super::worker::Worker;
 use crate::budget::Budget;
-use crate::commit::{CommitLog, Committer};
+use crate::commit::{CommitLog, Committer, Tables};
 use crate::failpoints;
 use crate::metrics::{Stats, Summary};
 use crate::partition::Owner;
@@ -29,10 +29,11 @@ use crate::plugin::{Plugin, PluginRuntime, PluginWorker, Reload, Watcher};
 use crate::registry::{InputFormat, Reader, Registry};
 use crate::retry::{Deadline, Policy};
 use crate::setting;
-use crate::sink::SinkContext;
+use crate::sink::{FieldIds, SinkContext, data_schema, dropped_schema};
 use crate::source::{self, KafkaConsumer};
-use crate::staging::{Outputs, Stager};
+use crate::staging::{FileKind, Outputs, Stager};
 use crate::store::Location;
+use crate::table::{IcebergTables, Shapes};
 
 /// Runs the pipeline until `stop` fires, then commits what was consumed and
 /// returns. Fails fast on bad configuration, naming the setting.
@@ -63,7 +64,7 @@ pub fn run(
     let _watcher = watch_plugin(&settings, &parts, &shared, &stats)?;
     log_running(&settings, &parts);
     if let Some(listener) = listener {
-        serve_metrics(listener, &settings, parts.io.handle(), &stats, &budget)?;
+        serve_metrics(listener, &settings, &parts, &stats, &budget)?;
     }
     stats.health.set_ready();
     let progress = settings
@@ -117,6 +118,8 @@ pub struct Parts {
     pub policy: Policy,
     /// Takes the framing off values (INPUT_FORMAT).
     pub reader: Reader,
+    /// TABLE_FORMAT=iceberg: the tables every commit is appended to.
+    pub tables: Option<Arc<IcebergTables>>,
 }
 
 impl Parts {
@@ -150,6 +153,18 @@ impl Parts {
             None => None,
         };
         let reader = Reader::new(settings.input_format, registry);
+        let tables = match &settings.table {
+            Some(table) => {
+                let shapes = TableShapes::of(&plugin, !reader.is_bare());
+                Some(io.block_on(IcebergTables::open(
+                    table,
+                    &outputs,
+                    &settings.s3,
+                    &shapes.as_ref(),
+                ))?)
+            }
+            None => None,
+        };
         let owner = Owner::fresh(settings.subtask);
         let log = Arc::new(CommitLog::new(wal));
         let entries = log.entries().clone();
@@ -159,6 +174,7 @@ impl Parts {
                 outputs.clone(),
                 owner.clone(),
                 policy.clone(),
+                tables.clone().map(|t| t as Arc<dyn Tables>),
             ))?
             .with_snapshot_every(settings.snapshot_every)
             .on_missing_offsets(settings.on_missing_offsets)
@@ -178,6 +194,7 @@ impl Parts {
             stager,
             policy,
             reader,
+            tables,
         })
     }
 
@@ -185,7 +202,8 @@ impl Parts {
     pub fn sink_context(&self, settings: &RunSettings) -> SinkContext {
         let mut files = settings.files.clone();
         files.schema_id_column = !self.reader.is_bare();
-        SinkContext::new(self.stager.clone(), files, self.plugin.clone())
+        let table = self.tables.as_ref().map(|t| t.ids());
+        SinkContext::new(self.stager.clone(), files, self.plugin.clone(), table)
     }
 }
 
@@ -321,6 +339,8 @@ fn watch_plugin(
     stats: &Arc<Stats>,
 ) -> Result<Watcher, RunError> {
     let (shared, stats) = (shared.clone(), stats.clone());
+    let (tables, io) = (parts.tables.clone(), parts.io.handle().clone());
+    let framed = !parts.reader.is_bare();
     Ok(crate::plugin::watch(
         parts.plugin_runtime.clone(),
         settings.plugin_path.clone(),
@@ -328,20 +348,63 @@ fn watch_plugin(
         settings.plugin_watch,
         move |reload| match reload {
             Reload::Loaded(new) => {
+                // A build whose columns the table cannot take is refused as
+                // one that fails its checks is; one that adds columns has
+                // them added before it is offered, so before its first file.
+                if let Some(tables) = &tables {
+                    let shapes = TableShapes::of(&new, framed);
+                    let evolved = io.block_on(tables.evolve(FileKind::Data, &shapes.data));
+                    if let Err(e) = evolved {
+                        return refused(&stats, &e);
+                    }
+                }
                 stats.metrics.plugin_reload("loaded");
                 stats.status.swap("loaded", Some(new.identity()), None);
                 tracing::info!(plugin = %new.identity(), "plugin loaded and checked; it takes over at the next checkpoint");
                 shared.offer_plugin(new);
             }
-            Reload::Failed(e) => {
-                stats.metrics.plugin_reload("failed");
-                stats
-                    .status
-                    .swap("refused", None, Some(crate::error::render(&e)));
-                tracing::warn!(error = %e, "plugin reload failed; keeping the plugin in use");
-            }
+            Reload::Failed(e) => refused(&stats, &e),
         },
     )?)
+}
+
+fn refused(stats: &Stats, e: &(dyn std::error::Error + 'static)) {
+    stats.metrics.plugin_reload("failed");
+    stats
+        .status
+        .swap("refused", None, Some(crate::error::render(e)));
+    tracing::warn!(error = %crate::error::render(e), "plugin reload failed; keeping the plugin in use");
+}
+
+/// The files' shapes for a table, before they carry its ids.
+struct TableShapes {
+    data: arrow_schema::Schema,
+    event_time: Option<String>,
+    dropped: arrow_schema::Schema,
+}
+
+impl TableShapes {
+    fn of(plugin: &Plugin, framed: bool) -> Self {
+        let schema = plugin.schema();
+        let unnumbered = FieldIds::default();
+        Self {
+            data: data_schema(schema, framed, Some(&unnumbered))
+                .as_ref()
+                .clone(),
+            event_time: schema
+                .event_time
+                .map(|i| schema.info.columns[i].name.clone()),
+            dropped: dropped_schema().as_ref().clone(),
+        }
+    }
+
+    fn as_ref(&self) -> Shapes<'_> {
+        Shapes {
+            data: &self.data,
+            event_time: self.event_time.as_deref(),
+            dropped: &self.dropped,
+        }
+    }
 }
 
 fn bind_metrics(settings: &RunSettings) -> Result<Option<std::net::TcpListener>, RunError> {
@@ -359,10 +422,11 @@ fn bind_metrics(settings: &RunSettings) -> Result<Option<std::net::TcpListener>,
 fn serve_metrics(
     listener: std::net::TcpListener,
     settings: &RunSettings,
-    io: &Handle,
+    parts: &Parts,
     stats: &Arc<Stats>,
     budget: &Arc<Budget>,
 ) -> Result<(), RunError> {
+    let (io, tables) = (parts.io.handle(), &parts.tables);
     if let Ok(address) = listener.local_addr() {
         tracing::info!(address = %address, page = %format!("http://{address}/"), "serving /metrics, /healthz, /readyz, and the status page at / with its data at /status");
     }
@@ -370,6 +434,7 @@ fn serve_metrics(
     let query = crate::query::Query {
         log: CommitLog::new(wal),
         outputs,
+        tables: tables.clone(),
     };
     io.spawn(crate::metrics::serve(
         listener,

@@ -24,6 +24,8 @@ pub enum RunError {
     Commit(#[from] CommitError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Table(#[from] crate::table::TableError),
     /// A setting the run cannot start with.
     #[error("{setting}: {problem}")]
     Config {
@@ -68,6 +70,7 @@ impl Classify for RunError {
             RunError::Sink(e) => e.blame(),
             RunError::Commit(e) => e.blame(),
             RunError::Registry(e) => e.blame(),
+            RunError::Table(e) => e.blame(),
             RunError::Config { .. } => Blame::User,
             RunError::ShutdownTimeout(_) | RunError::GaveUp(_) | RunError::Spawn { .. } => {
                 Blame::Environment
@@ -84,6 +87,7 @@ impl Classify for RunError {
             RunError::Sink(e) => e.retryable(),
             RunError::Commit(e) => e.retryable(),
             RunError::Registry(e) => e.retryable(),
+            RunError::Table(e) => e.retryable(),
             RunError::ShutdownTimeout(_)
             | RunError::GaveUp(_)
             | RunError::Config { .. }

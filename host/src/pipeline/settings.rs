@@ -45,6 +45,9 @@ pub struct RunSettings {
     /// How often PLUGIN_PATH is checked for a new component; `None`: only
     /// on SIGHUP.
     pub plugin_watch: Option<Duration>,
+    /// TABLE_FORMAT=iceberg: the catalog and the tables; `None`: files and
+    /// the commit log only.
+    pub table: Option<crate::table::TableSettings>,
 }
 
 impl RunSettings {
@@ -78,6 +81,7 @@ impl RunSettings {
             progress_interval: None,
             metrics_address: None,
             plugin_watch: None,
+            table: None,
         }
     }
 }

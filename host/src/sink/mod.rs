@@ -13,8 +13,8 @@ mod file;
 mod partition;
 mod schema;
 
-pub use context::SinkContext;
+pub use context::{SinkContext, TableIds};
 pub use error::SinkError;
 pub use file::FileSettings;
 pub use partition::{FileCost, PartitionSink};
-pub use schema::{CHECKPOINT_ID, SCHEMA_ID, data_schema, dropped_schema};
+pub use schema::{CHECKPOINT_ID, FieldIds, SCHEMA_ID, data_schema, dropped_schema, table_time};

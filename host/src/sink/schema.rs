@@ -1,15 +1,18 @@
 //! The Arrow schemas of data and dropped files, and the column builders
 //! that rows are appended to.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use arrow_array::builder::{
     ArrayBuilder, BinaryBuilder, BooleanBuilder, Float64Builder, GenericByteBuilder, Int32Builder,
     Int64Builder, ListBuilder, PrimitiveBuilder, StringBuilder, StructBuilder,
     TimestampMillisecondBuilder,
 };
+use arrow_array::cast::AsArray;
 use arrow_array::types::ByteArrayType;
-use arrow_array::{ArrayRef, ArrowPrimitiveType, RecordBatch};
+use arrow_array::types::{Int64Type, TimestampMicrosecondType, TimestampMillisecondType};
+use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, RecordBatch};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 use crate::plugin::{ColumnType, PluginSchema, Row, ValueRef};
@@ -21,19 +24,112 @@ pub const CHECKPOINT_ID: &str = "checkpoint_id";
 pub const SCHEMA_ID: &str = "schema_id";
 
 /// Data files: the plugin's columns, then `checkpoint_id`, then with
-/// framed input `schema_id`.
-pub fn data_schema(plugin: &PluginSchema, schema_id: bool) -> SchemaRef {
+/// framed input `schema_id`. For a table (`ids`), the event-time column
+/// and every timestamp are microseconds, as Iceberg stores `timestamptz`,
+/// and each field carries its id.
+pub fn data_schema(plugin: &PluginSchema, schema_id: bool, ids: Option<&FieldIds>) -> SchemaRef {
     let mut fields: Vec<Field> = plugin
         .info
         .columns
         .iter()
-        .map(|c| Field::new(&c.name, arrow_type(c.type_), c.nullable))
+        .enumerate()
+        .map(|(i, c)| {
+            let time = ids.is_some()
+                && (c.type_ == ColumnType::TimestampMs || plugin.event_time == Some(i));
+            let data_type = match time {
+                true => table_time(),
+                false => arrow_type(c.type_),
+            };
+            Field::new(&c.name, data_type, c.nullable)
+        })
         .collect();
     fields.push(Field::new(CHECKPOINT_ID, DataType::Int64, false));
     if schema_id {
         fields.push(Field::new(SCHEMA_ID, DataType::Int32, true));
     }
-    Arc::new(Schema::new(fields))
+    let schema = Schema::new(fields);
+    Arc::new(match ids {
+        Some(ids) => ids.annotate(&schema),
+        None => schema,
+    })
+}
+
+/// How a table stores times: microseconds since the epoch, UTC.
+pub fn table_time() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// The Iceberg field ids of a table's columns by path (`headers.element.key`
+/// for a list's struct), as the table module last read them. A column's id
+/// never changes, and ids are only added, so files opened under an older
+/// map stay right.
+#[derive(Debug, Default)]
+pub struct FieldIds {
+    by_path: RwLock<HashMap<String, i32>>,
+}
+
+impl FieldIds {
+    pub fn set(&self, ids: HashMap<String, i32>) {
+        *self.by_path.write().expect("field ids lock") = ids;
+    }
+
+    /// The schema with each field's id as Parquet's `PARQUET:field_id`,
+    /// which readers that map columns by id look for.
+    pub fn annotate(&self, schema: &Schema) -> Schema {
+        let ids = self.by_path.read().expect("field ids lock");
+        let fields: Vec<Field> = schema
+            .fields()
+            .iter()
+            .map(|f| with_id(f, f.name(), &ids))
+            .collect();
+        Schema::new_with_metadata(fields, schema.metadata().clone())
+    }
+}
+
+/// Iceberg names a list's element `element` whatever arrow calls it.
+fn with_id(field: &Field, path: &str, ids: &HashMap<String, i32>) -> Field {
+    let data_type = match field.data_type() {
+        DataType::List(item) => {
+            DataType::List(Arc::new(with_id(item, &format!("{path}.element"), ids)))
+        }
+        DataType::Struct(children) => DataType::Struct(
+            children
+                .iter()
+                .map(|c| with_id(c, &format!("{path}.{}", c.name()), ids))
+                .collect(),
+        ),
+        other => other.clone(),
+    };
+    let mut metadata = field.metadata().clone();
+    if let Some(id) = ids.get(path) {
+        metadata.insert(
+            parquet::arrow::PARQUET_FIELD_ID_META_KEY.into(),
+            id.to_string(),
+        );
+    }
+    field
+        .clone()
+        .with_data_type(data_type)
+        .with_metadata(metadata)
+}
+
+/// A column built as epoch milliseconds, as the file's schema wants it.
+fn as_file_type(array: ArrayRef, wanted: &DataType) -> ArrayRef {
+    if array.data_type() == wanted {
+        return array;
+    }
+    let DataType::Timestamp(TimeUnit::Microsecond, tz) = wanted else {
+        unreachable!("only times are converted, to {wanted}")
+    };
+    let micros = match array.data_type() {
+        DataType::Int64 => array
+            .as_primitive::<Int64Type>()
+            .unary::<_, TimestampMicrosecondType>(|ms| ms.saturating_mul(1000)),
+        _ => array
+            .as_primitive::<TimestampMillisecondType>()
+            .unary::<_, TimestampMicrosecondType>(|ms| ms.saturating_mul(1000)),
+    };
+    Arc::new(micros.with_timezone_opt(tz.clone()))
 }
 
 fn arrow_type(t: ColumnType) -> DataType {
@@ -263,6 +359,11 @@ impl DataRows {
             arrays.push(Arc::new(ids.finish()));
         }
         self.rows = 0;
+        let arrays = arrays
+            .into_iter()
+            .zip(self.schema.fields().iter())
+            .map(|(a, f)| as_file_type(a, f.data_type()))
+            .collect();
         RecordBatch::try_new(self.schema.clone(), arrays).expect("columns match the schema")
     }
 }

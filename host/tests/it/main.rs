@@ -6,6 +6,7 @@ mod deploy;
 mod durability;
 mod enrich;
 mod hostile;
+mod iceberg;
 mod loading;
 mod memory;
 mod msk_iam;

@@ -60,6 +60,7 @@ fn settings(bootstrap: &str, paths: &Paths) -> RunSettings {
         progress_interval: None,
         metrics_address: None,
         plugin_watch: None,
+        table: None,
     }
 }
 

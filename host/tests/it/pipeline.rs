@@ -169,6 +169,23 @@ crash_tests! {
     crash_after_snapshot => "after-snapshot",
 }
 
+/// The table append's failpoints, with TABLE_FORMAT=iceberg on.
+macro_rules! table_crash_tests {
+    ($($name:ident => $point:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                crate::iceberg::crash_at($point);
+            }
+        )*
+    };
+}
+
+table_crash_tests! {
+    crash_before_table_append => "before-table-append",
+    crash_after_table_append => "after-table-append",
+}
+
 #[test]
 fn every_failpoint_has_a_crash_test() {
     let source = include_str!("pipeline.rs");

@@ -29,6 +29,7 @@ import re
 import sys
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs
 
@@ -63,13 +64,23 @@ def parquet_files(url):
     return sorted(files, key=lambda f: f[2])
 
 
+def epoch_ms(table):
+    """The event time as epoch milliseconds: files for an Iceberg table
+    store it as a timestamp (microseconds), as Iceberg wants."""
+    i = table.schema.get_field_index("timestamp")
+    if i >= 0 and pa.types.is_timestamp(table.schema.field(i).type):
+        ms = table.column(i).cast(pa.timestamp("ms", tz="UTC")).cast(pa.int64())
+        table = table.set_column(i, "timestamp", ms)
+    return table
+
+
 def main(output, dropped, wal):
     doc = {"data": [], "dropped": [], "visible": [], "committed": {}, "plugins": {},
            "schema_ids": {}, "file_schema_ids": {}}
     tables = []
     for filesystem, path, name in parquet_files(output):
         doc["visible"].append(name)
-        table = pq.read_table(path, filesystem=filesystem, partitioning=None)
+        table = epoch_ms(pq.read_table(path, filesystem=filesystem, partitioning=None))
         tables.append(table)
         t = table.to_pydict()
         for i in range(len(t["kafka_offset"])):
@@ -119,8 +130,6 @@ def main(output, dropped, wal):
     elif output.startswith("s3://"):
         # DuckDB's S3 support is an extension downloaded at run time; over
         # the tables pyarrow fetched it counts the same rows.
-        import pyarrow as pa
-
         data = pa.concat_tables(tables, promote_options="permissive")
         doc["duckdb_rows"] = duckdb.sql("select count(*) from data").fetchall()[0][0]
     else:

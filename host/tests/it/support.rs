@@ -21,6 +21,8 @@ pub struct Components {
     /// The Python build of enrich (componentize-py).
     pub enrich_py: PathBuf,
     pub hostile: PathBuf,
+    /// enrich with one more column (a swap that evolves a table).
+    pub enrich_plus: PathBuf,
 }
 
 /// Builds `plugins/enrich.wasm` and the hostile test plugin with the same
@@ -40,6 +42,7 @@ pub fn components() -> &'static Components {
             pseudonymize: root.join("plugins/pseudonymize.wasm"),
             enrich_py: root.join("plugins/enrich-py.wasm"),
             hostile: root.join("target/test-plugins/hostile.wasm"),
+            enrich_plus: root.join("target/test-plugins/enrich-plus.wasm"),
         }
     })
 }

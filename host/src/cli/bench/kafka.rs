@@ -66,6 +66,15 @@ pub struct KafkaBenchArgs {
     /// default worker count is divided among them).
     #[arg(long, env = "BENCH_INSTANCES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub instances: u32,
+
+    /// How often the pipelines commit.
+    #[arg(long = "checkpoint-interval", env = "CHECKPOINT_INTERVAL", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub checkpoint_interval: Duration,
+
+    /// TABLE_FORMAT=iceberg appends each checkpoint to a table too; with
+    /// no ICEBERG_CATALOG_URI, to a sqlite catalog in the run's folder.
+    #[command(flatten)]
+    pub table: crate::cli::table::TableArgs,
 }
 
 pub fn kafka(args: KafkaBenchArgs, out: &mut impl Write) -> Result<(), CommandError> {
@@ -83,7 +92,15 @@ pub fn kafka(args: KafkaBenchArgs, out: &mut impl Write) -> Result<(), CommandEr
         Some(store) => format!("{}/{run_id}", store.trim_end_matches('/')),
         None => dir.display().to_string(),
     };
-    let group = Group::start(&args, &settings, &root)?;
+    let mut table = args.table.clone();
+    if table.table_format == crate::table::TableFormat::Iceberg && table.catalog_uri.is_empty() {
+        std::fs::create_dir_all(&dir).map_err(CommandError::Output)?;
+        table.catalog_uri = format!("sqlite://{}/catalog.db", dir.display());
+    }
+    let table = table
+        .settings()
+        .map_err(|e| CommandError::Run(Box::new(RunError::Table(e))))?;
+    let group = Group::start(&args, &settings, &root, &table)?;
     let measured = group.measure(args.records as u64, partitions as u64)?;
     let run_rss = peak_rss();
     let _ = std::fs::remove_dir_all(&dir);
@@ -121,6 +138,7 @@ impl Group {
         args: &KafkaBenchArgs,
         kafka: &KafkaSettings,
         root: &str,
+        table: &Option<crate::table::TableSettings>,
     ) -> Result<Self, CommandError> {
         let instances = args.instances as usize;
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
@@ -132,7 +150,8 @@ impl Group {
             let paths = ["output", "dropped", "wal"].map(|name| format!("{root}/{name}"));
             let mut settings = RunSettings::new(kafka, paths, args.plugin_path.clone());
             settings.s3 = args.s3.settings();
-            settings.checkpoint_interval = Duration::from_secs(2);
+            settings.checkpoint_interval = args.checkpoint_interval;
+            settings.table = table.clone();
             settings.subtask = subtask;
             settings.workers = workers;
             settings.memory_budget = args.memory_budget;
@@ -276,7 +295,7 @@ fn report(
     });
     format!(
         "kafka bench: {} at {} | {} records ({:.0} bytes each) over {partitions} partitions\n\
-         output under {root}\n\
+         output under {root}, checkpoints every {}, table format {:?}\n\
          \n\
          plain consumer, read only      {plain_rate:>12.0} records/s\n\
          lineage run, end to end        {run_rate:>12.0} records/s  ({} kept, {} dropped, {} checkpoints; {} instance(s) of {} worker(s))\n\
@@ -287,6 +306,8 @@ fn report(
         settings.bootstrap_servers,
         args.records,
         plain.bytes as f64 / plain.read as f64,
+        humantime::format_duration(args.checkpoint_interval),
+        args.table.table_format,
         m.summary.kept,
         m.summary.dropped,
         m.summary.checkpoints,
