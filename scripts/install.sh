@@ -166,4 +166,4 @@ if ! "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.
     "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps docker-compose==1.29.2
 fi
 
-say "ready: $(rustc --version), wasm32-wasip2, tansu $TANSU_VERSION, garage $GARAGE_VERSION, pyarrow + duckdb + moto + helm SDK + confluent-kafka + the MSK IAM signer"
+say "ready: $(rustc --version), wasm32-wasip2, tansu $TANSU_VERSION, garage $GARAGE_VERSION, pyarrow + duckdb (with its iceberg extension) + pyiceberg + moto + helm SDK + confluent-kafka + the MSK IAM signer"

@@ -27,6 +27,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo clippy --target wasm32-wasip2 -p guest-enrich -p hostile-plugin --locked -- -D warnings
 # Apart: it uses guest-enrich without enrich's exports (features would unify).
 cargo clippy --target wasm32-wasip2 -p pseudonymize --locked -- -D warnings
+cargo clippy --target wasm32-wasip2 -p enrich-plus --locked -- -D warnings
 
 step "tests"
 cargo test --workspace --locked

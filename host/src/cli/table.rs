@@ -29,33 +29,33 @@ pub struct TableArgs {
     /// The warehouse: a location for the SQL catalog (default
     /// OUTPUT_PATH), the REST catalog's warehouse name or ARN.
     #[arg(long = "iceberg-warehouse", env = setting::ICEBERG_WAREHOUSE)]
-    pub warehouse: Option<String>,
+    pub iceberg_warehouse: Option<String>,
 
     /// OAuth2 client credentials for a REST catalog, `id:secret`.
     #[arg(long = "iceberg-credential", env = setting::ICEBERG_CREDENTIAL, hide_env_values = true)]
-    pub credential: Option<String>,
+    pub iceberg_credential: Option<String>,
 
     /// A bearer token for a REST catalog.
     #[arg(long = "iceberg-token", env = setting::ICEBERG_TOKEN, hide_env_values = true)]
-    pub token: Option<String>,
+    pub iceberg_token: Option<String>,
 
     /// Sign a REST catalog's requests with SigV4 for this AWS service:
     /// `glue` (Glue's Iceberg REST endpoint) or `s3tables` (S3 Tables').
     #[arg(long = "iceberg-rest-sigv4", env = setting::ICEBERG_REST_SIGV4, value_parser = ["glue", "s3tables"])]
-    pub sigv4: Option<String>,
+    pub iceberg_sigv4: Option<String>,
 
     /// More catalog properties, `key=value,...` (`scope`,
     /// `oauth2-server-uri`, `header.NAME`, `pool.max-connections`).
     #[arg(long = "iceberg-catalog-property", env = setting::ICEBERG_CATALOG_PROPERTIES, value_delimiter = ',', value_parser = parse_property)]
-    pub properties: Vec<(String, String)>,
+    pub catalog_properties: Vec<(String, String)>,
 
     /// The data table, `namespace.table`.
     #[arg(long = "iceberg-table", env = setting::ICEBERG_TABLE, default_value = "lineage.events")]
-    pub table: String,
+    pub iceberg_table: String,
 
     /// The dropped records' table (default `<table>_dropped`).
     #[arg(long = "iceberg-dropped-table", env = setting::ICEBERG_DROPPED_TABLE)]
-    pub dropped_table: Option<String>,
+    pub iceberg_dropped_table: Option<String>,
 }
 
 impl TableArgs {
@@ -68,19 +68,22 @@ impl TableArgs {
             kind: self.catalog_type,
             uri: self.catalog_uri.clone(),
             name: self.catalog_name.clone(),
-            warehouse: self.warehouse.clone().filter(|w| !w.is_empty()),
-            credential: self.credential.clone().filter(|c| !c.is_empty()),
-            token: self.token.clone().filter(|t| !t.is_empty()),
-            sigv4: self.sigv4.clone(),
+            warehouse: self.iceberg_warehouse.clone().filter(|w| !w.is_empty()),
+            credential: self.iceberg_credential.clone().filter(|c| !c.is_empty()),
+            token: self.iceberg_token.clone().filter(|t| !t.is_empty()),
+            sigv4: self.iceberg_sigv4.clone(),
             region: std::env::var("AWS_REGION").ok().filter(|r| !r.is_empty()),
             properties: self
-                .properties
+                .catalog_properties
                 .iter()
                 .filter(|(k, _)| !k.is_empty())
                 .cloned()
                 .collect(),
         };
-        let dropped = self.dropped_table.as_deref().filter(|t| !t.is_empty());
-        TableSettings::new(catalog, &self.table, dropped).map(Some)
+        let dropped = self
+            .iceberg_dropped_table
+            .as_deref()
+            .filter(|t| !t.is_empty());
+        TableSettings::new(catalog, &self.iceberg_table, dropped).map(Some)
     }
 }

@@ -52,6 +52,10 @@ pub fn run(
     stats.status.plugin(parts.plugin.identity());
     stats.status.started(parts.committer.owner());
     stats.status.log(parts.committer.state());
+    if let Some(tables) = &parts.tables {
+        let stats = stats.clone();
+        tables.watch(move |table, snapshot, commit| stats.status.appended(table, snapshot, commit));
+    }
     let budget = Arc::new(Budget::new(settings.memory_budget, settings.workers));
     let (events_tx, events) = unbounded();
     let mut threads = Vec::new();

@@ -391,12 +391,20 @@ pub struct DroppedRows {
 
 impl DroppedRows {
     pub fn new(schema: SchemaRef, plugin: [String; 3], checkpoint_id: i64) -> Self {
+        // The list's item as the schema has it: for a table, its fields
+        // carry ids, which arrow counts as part of the type.
+        let field = match schema.field_with_name("headers").map(|f| f.data_type()) {
+            Ok(DataType::List(item)) => item.as_ref().clone(),
+            _ => Field::new("item", DataType::Struct(header_fields()), false),
+        };
+        let DataType::Struct(children) = field.data_type() else {
+            unreachable!("headers are a list of structs")
+        };
         // Its children built empty too (`from_fields` gives each 1024).
         let header = StructBuilder::new(
-            header_fields(),
+            children.clone(),
             vec![Box::new(strings()), Box::new(binaries())],
         );
-        let field = Field::new("item", DataType::Struct(header_fields()), false);
         Self {
             schema,
             topic: strings(),

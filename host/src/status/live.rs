@@ -9,7 +9,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::report::{
-    CHECKPOINTS, Digest, Live, Memory, PluginStatus, Rate, Report, State, Swap, is_checkpoint,
+    CHECKPOINTS, Digest, Live, Memory, PluginStatus, Rate, Report, State, Swap, TableSnapshot,
+    is_checkpoint,
 };
 use crate::budget::Budget;
 use crate::commit::{Commit, LogState};
@@ -50,6 +51,8 @@ struct Inner {
     broker: Option<(String, String, Instant, u64)>,
     /// Why the pipeline failed.
     failure: Option<(String, String)>,
+    /// The last snapshot appended to each table, by table.
+    tables: BTreeMap<String, TableSnapshot>,
 }
 
 fn rfc3339(t: SystemTime) -> String {
@@ -127,6 +130,18 @@ impl LiveStatus {
         while inner.swaps.len() > SWAPS {
             inner.swaps.pop_front();
         }
+    }
+
+    /// A commit appended to `table` as `snapshot_id` (TABLE_FORMAT=iceberg).
+    pub fn appended(&self, table: &str, snapshot_id: i64, commit: &Commit) {
+        let snapshot = TableSnapshot {
+            table: table.into(),
+            snapshot_id,
+            commit_seq: commit.seq,
+            checkpoint: commit.checkpoint,
+            at: crate::commit::now(),
+        };
+        self.inner().tables.insert(table.into(), snapshot);
     }
 
     /// The lag the consumer just refreshed, and the records consumed.
@@ -222,6 +237,7 @@ impl LiveStatus {
             records_consumed: load(&stats.consumed),
             records_kept: load(&stats.kept),
             records_dropped: load(&stats.dropped),
+            tables: inner.tables.values().cloned().collect(),
         });
         report
     }

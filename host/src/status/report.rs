@@ -54,6 +54,19 @@ pub struct Live {
     pub records_consumed: u64,
     pub records_kept: u64,
     pub records_dropped: u64,
+    /// TABLE_FORMAT=iceberg: the last snapshot this instance appended to
+    /// each table.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<TableSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TableSnapshot {
+    pub table: String,
+    pub snapshot_id: i64,
+    pub commit_seq: u64,
+    pub checkpoint: u64,
+    pub at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -74,13 +74,20 @@ pub async fn connect(
     }
 }
 
-/// The catalog with one attempt per table commit: iceberg's transaction
-/// retries a failed commit by re-applying it on fresh metadata, which
-/// after a lost reply, or a conflict with another instance appending the
-/// same commit, would append it twice. Lineage retries itself, after
-/// reading the table for what it already holds.
+/// The catalog as a transaction of Lineage's sees it: one attempt per
+/// commit, on the metadata Lineage checked. iceberg's transaction reloads
+/// the table before it commits and applies its actions to whatever it
+/// finds, and retries a failed commit the same way; either would append a
+/// commit that another instance appended meanwhile, or whose reply was
+/// lost, a second time. So `load_table` answers `base`, the table as
+/// Lineage read it when it found the commit missing (the catalog then
+/// refuses the commit if the table moved since), and a failed commit is
+/// final: Lineage reloads, checks again and retries itself.
 #[derive(Debug)]
-pub struct OneShot<'a>(pub &'a dyn Catalog);
+pub struct OneShot<'a> {
+    pub catalog: &'a dyn Catalog,
+    pub base: &'a Table,
+}
 
 #[async_trait::async_trait]
 impl Catalog for OneShot<'_> {
@@ -88,63 +95,174 @@ impl Catalog for OneShot<'_> {
         &self,
         parent: Option<&NamespaceIdent>,
     ) -> Result<Vec<NamespaceIdent>> {
-        self.0.list_namespaces(parent).await
+        self.catalog.list_namespaces(parent).await
     }
     async fn create_namespace(
         &self,
         namespace: &NamespaceIdent,
         properties: HashMap<String, String>,
     ) -> Result<Namespace> {
-        self.0.create_namespace(namespace, properties).await
+        self.catalog.create_namespace(namespace, properties).await
     }
     async fn get_namespace(&self, namespace: &NamespaceIdent) -> Result<Namespace> {
-        self.0.get_namespace(namespace).await
+        self.catalog.get_namespace(namespace).await
     }
     async fn namespace_exists(&self, namespace: &NamespaceIdent) -> Result<bool> {
-        self.0.namespace_exists(namespace).await
+        self.catalog.namespace_exists(namespace).await
     }
     async fn update_namespace(
         &self,
         namespace: &NamespaceIdent,
         properties: HashMap<String, String>,
     ) -> Result<()> {
-        self.0.update_namespace(namespace, properties).await
+        self.catalog.update_namespace(namespace, properties).await
     }
     async fn drop_namespace(&self, namespace: &NamespaceIdent) -> Result<()> {
-        self.0.drop_namespace(namespace).await
+        self.catalog.drop_namespace(namespace).await
     }
     async fn list_tables(&self, namespace: &NamespaceIdent) -> Result<Vec<TableIdent>> {
-        self.0.list_tables(namespace).await
+        self.catalog.list_tables(namespace).await
     }
     async fn create_table(
         &self,
         namespace: &NamespaceIdent,
         creation: TableCreation,
     ) -> Result<Table> {
-        self.0.create_table(namespace, creation).await
+        self.catalog.create_table(namespace, creation).await
     }
     async fn load_table(&self, table: &TableIdent) -> Result<Table> {
-        self.0.load_table(table).await
+        match table == self.base.identifier() {
+            true => Ok(self.base.clone()),
+            false => self.catalog.load_table(table).await,
+        }
     }
     async fn drop_table(&self, table: &TableIdent) -> Result<()> {
-        self.0.drop_table(table).await
+        self.catalog.drop_table(table).await
     }
     async fn purge_table(&self, table: &TableIdent) -> Result<()> {
-        self.0.purge_table(table).await
+        self.catalog.purge_table(table).await
     }
     async fn table_exists(&self, table: &TableIdent) -> Result<bool> {
-        self.0.table_exists(table).await
+        self.catalog.table_exists(table).await
     }
     async fn rename_table(&self, src: &TableIdent, dest: &TableIdent) -> Result<()> {
-        self.0.rename_table(src, dest).await
+        self.catalog.rename_table(src, dest).await
     }
     async fn register_table(&self, table: &TableIdent, metadata_location: String) -> Result<Table> {
-        self.0.register_table(table, metadata_location).await
+        self.catalog.register_table(table, metadata_location).await
     }
     async fn update_table(&self, commit: TableCommit) -> Result<Table> {
-        self.0
+        self.catalog
             .update_table(commit)
             .await
             .map_err(|e| e.with_retryable(false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Location, S3Settings};
+    use crate::table::settings::CatalogSettings;
+    use iceberg::spec::{
+        DataContentType, DataFileBuilder, DataFileFormat, NestedField, PrimitiveType, Schema, Type,
+    };
+    use iceberg::transaction::{ApplyTransactionAction, Transaction};
+
+    fn file(path: &str) -> iceberg::spec::DataFile {
+        DataFileBuilder::default()
+            .content(DataContentType::Data)
+            .file_path(path.to_string())
+            .file_format(DataFileFormat::Parquet)
+            .record_count(1)
+            .file_size_in_bytes(100)
+            .partition_spec_id(0)
+            .build()
+            .unwrap()
+    }
+
+    async fn append(
+        catalog: &dyn Catalog,
+        on: &Table,
+        path: &str,
+        one_shot: bool,
+    ) -> Result<Table> {
+        let tx = Transaction::new(on);
+        let tx = tx.fast_append().add_data_files([file(path)]).apply(tx)?;
+        match one_shot {
+            true => tx.commit(&OneShot { catalog, base: on }).await,
+            false => tx.commit(catalog).await,
+        }
+    }
+
+    /// Another writer appends between Lineage's check and its commit: the
+    /// commit must fail rather than land on the moved table.
+    #[tokio::test]
+    async fn a_commit_on_metadata_that_moved_conflicts_instead_of_landing() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Location::open("OUTPUT_PATH", dir.path().join("out").to_str().unwrap()).unwrap();
+        let stores = Stores::new(vec![out.clone()], S3Settings::default());
+        let settings = CatalogSettings {
+            kind: CatalogKind::Sql,
+            uri: format!("sqlite://{}", dir.path().join("catalog.db").display()),
+            name: "lineage".into(),
+            warehouse: None,
+            credential: None,
+            token: None,
+            sigv4: None,
+            region: None,
+            properties: Vec::new(),
+        };
+        let catalog = connect(&settings, &out.url, stores).await.unwrap();
+        let ns = NamespaceIdent::new("ns".into());
+        catalog.create_namespace(&ns, HashMap::new()).await.unwrap();
+        let schema = Schema::builder()
+            .with_fields([
+                NestedField::required(1, "a", Type::Primitive(PrimitiveType::Long)).into(),
+            ])
+            .build()
+            .unwrap();
+        let creation = TableCreation::builder()
+            .name("t".into())
+            .location(out.url.clone())
+            .schema(schema)
+            .build();
+        let stale = catalog.create_table(&ns, creation).await.unwrap();
+        // The other writer's append lands first.
+        append(
+            catalog.as_ref(),
+            &stale,
+            &format!("{}/x.parquet", out.url),
+            true,
+        )
+        .await
+        .unwrap();
+        let error = append(
+            catalog.as_ref(),
+            &stale,
+            &format!("{}/y.parquet", out.url),
+            true,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(
+            error.kind(),
+            iceberg::ErrorKind::CatalogCommitConflicts,
+            "{error}"
+        );
+        assert!(
+            !error.retryable(),
+            "Lineage retries, after checking the table again"
+        );
+        // iceberg's own transaction would have appended it on the moved table.
+        let landed = append(
+            catalog.as_ref(),
+            &stale,
+            &format!("{}/z.parquet", out.url),
+            false,
+        )
+        .await
+        .unwrap();
+        assert_eq!(landed.metadata().snapshots().count(), 2);
     }
 }

@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow_schema::Schema as ArrowSchema;
-use futures::StreamExt;
 use iceberg::spec::TableMetadata;
 use iceberg::table::Table;
 use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
@@ -68,7 +67,11 @@ pub struct IcebergTables {
     appended: Mutex<HashMap<(FileKind, u32), u64>>,
     /// Commits that met another writer's and were retried.
     pub conflicts: AtomicU64,
+    /// Told of every snapshot this instance appends (the status page).
+    watcher: std::sync::OnceLock<Box<Watch>>,
 }
+
+type Watch = dyn Fn(&str, i64, &Commit) + Send + Sync;
 
 /// The two tables' shapes as the sink writes them (timestamps in micros,
 /// no ids yet).
@@ -131,7 +134,14 @@ impl IcebergTables {
             outputs: outputs.clone(),
             appended: Mutex::new(HashMap::new()),
             conflicts: AtomicU64::new(0),
+            watcher: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Calls `watch` with the table, the snapshot and the commit of every
+    /// append from now on.
+    pub fn watch(&self, watch: impl Fn(&str, i64, &Commit) + Send + Sync + 'static) {
+        let _ = self.watcher.set(Box::new(watch));
     }
 
     /// The field ids the sink annotates its files with.
@@ -263,7 +273,13 @@ impl IcebergTables {
                 ));
             }
             let tx = update.apply(tx).map_err(self.failed("evolving", h))?;
-            match tx.commit(&OneShot(self.catalog.as_ref())).await {
+            match tx
+                .commit(&OneShot {
+                    catalog: self.catalog.as_ref(),
+                    base: &table,
+                })
+                .await
+            {
                 Ok(table) => {
                     let names: Vec<&str> = add.iter().map(|f| f.name.as_str()).collect();
                     tracing::info!(table = %h.name, added = ?names, "evolved the table's schema");
@@ -325,12 +341,21 @@ impl IcebergTables {
                 .update_table_properties()
                 .set(watermark(subtask), commit.seq.to_string());
             let tx = props.apply(tx).map_err(self.failed("appending to", h))?;
-            match tx.commit(&OneShot(self.catalog.as_ref())).await {
+            match tx
+                .commit(&OneShot {
+                    catalog: self.catalog.as_ref(),
+                    base: &table,
+                })
+                .await
+            {
                 Ok(table) => {
                     let snapshot = table.metadata().current_snapshot_id();
                     tracing::debug!(table = %h.name, commit_seq = commit.seq, snapshot = ?snapshot, files = files.len(), "appended a commit to the table");
                     failpoints::hit(Failpoint::AfterTableAppend)?;
                     self.note(kind, subtask, Some(commit.seq));
+                    if let (Some(watch), Some(snapshot)) = (self.watcher.get(), snapshot) {
+                        watch(&h.name.to_string(), snapshot, commit);
+                    }
                     return Ok(());
                 }
                 Err(e)
@@ -338,6 +363,7 @@ impl IcebergTables {
                         && attempt < CONFLICT_ATTEMPTS =>
                 {
                     self.conflicts.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(table = %h.name, commit_seq = commit.seq, attempt, "another writer moved the table; checking it again before retrying the append");
                     backoff(attempt).await;
                 }
                 Err(e) => return Err(self.failed("appending to", h)(e)),
@@ -448,18 +474,20 @@ impl IcebergTables {
             })
             .collect();
         let mut files = HashSet::new();
-        if metadata.current_snapshot().is_some() {
-            let scan = table.scan().build().map_err(self.failed("scanning", h))?;
-            let mut tasks = scan
-                .plan_files()
+        if let Some(snapshot) = metadata.current_snapshot() {
+            let list = table
+                .manifest_list_reader(snapshot)
+                .load()
                 .await
-                .map_err(self.failed("scanning", h))?;
-            while let Some(task) = tasks.next().await {
-                files.insert(
-                    task.map_err(self.failed("scanning", h))?
-                        .data_file_path()
-                        .to_string(),
-                );
+                .map_err(self.failed("reading the manifests of", h))?;
+            for manifest in list.entries() {
+                let manifest = manifest
+                    .load_manifest(table.file_io())
+                    .await
+                    .map_err(self.failed("reading a manifest of", h))?;
+                for entry in manifest.entries().iter().filter(|e| e.is_alive()) {
+                    files.insert(entry.data_file().file_path().to_string());
+                }
             }
         }
         Ok(Holdings {

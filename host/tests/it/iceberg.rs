@@ -214,6 +214,31 @@ fn clean_run(store: Store) {
     produce(&broker, "events", 20_000, 5_000, 0.1);
     let contents = broker.contents("events", PARTITIONS, 25_000);
     wait_committed(&paths, "events", &ends(&contents));
+    // The status page shows the last snapshot appended.
+    let last = paths
+        .commits()
+        .iter()
+        .rev()
+        .find(|c| c.files.iter().any(|f| f.kind == FileKind::Data))
+        .unwrap()
+        .seq;
+    let address = crate::observability::metrics_address(&paths.log());
+    let mut shown = Json::Null;
+    crate::pipeline_support::wait_or(
+        "the last append on /status",
+        Duration::from_secs(30),
+        || {
+            let (_, body) = crate::observability::get(&address, "/status");
+            let live: Json = serde_json::from_str(&body).unwrap_or_default();
+            shown = live["live"]["tables"]
+                .as_array()
+                .and_then(|t| t.iter().find(|t| t["table"] == TABLE))
+                .cloned()
+                .unwrap_or_default();
+            shown["commit_seq"].as_u64() == Some(last)
+        },
+        || paths.log(),
+    );
     let status = run.terminate();
     assert!(status.success(), "{status}\n{}", paths.log());
     assert!(
@@ -258,6 +283,13 @@ fn clean_run(store: Store) {
         );
     }
     check_file_field_ids(&paths, data);
+    let appended_last = data["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["summary"]["lineage.commit-seq"].as_str() == Some(last.to_string().as_str()))
+        .unwrap();
+    assert_eq!(shown["snapshot_id"], appended_last["id"], "{shown}");
 
     // `lineage log verify` checks the table against the log.
     let out = lineage_cli(&paths, &["log", "verify", "--json"]);
@@ -467,6 +499,14 @@ fn three_instances_append_to_one_table_exactly_once() {
         assert!(status.success(), "subtask {i}: {status}\n{log}");
     }
     let table = check(&paths, &contents);
+    let conflicts: usize = (0..3)
+        .map(|i| {
+            let log = std::fs::read_to_string(paths.file(&format!("subtask-{i}.log")))
+                .unwrap_or_default();
+            log.matches("another writer moved the table").count()
+        })
+        .sum();
+    eprintln!("conflicts between the instances, each retried: {conflicts}");
     let subtasks: BTreeSet<String> = table["data"]["snapshots"]
         .as_array()
         .unwrap()
