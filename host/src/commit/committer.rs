@@ -777,7 +777,6 @@ impl Committer {
         // Before the entries go: a claimer that finds them finishes the
         // commit, append included, if its writer is gone.
         if let Some(tables) = self.tables.as_ref().filter(|_| !commit.files.is_empty()) {
-            failpoints::hit(Failpoint::BeforeTableAppend)?;
             retry(
                 &format!("append commit {} to the table", commit.seq),
                 &policy,

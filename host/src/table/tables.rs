@@ -341,6 +341,9 @@ impl IcebergTables {
                 .update_table_properties()
                 .set(watermark(subtask), commit.seq.to_string());
             let tx = props.apply(tx).map_err(self.failed("appending to", h))?;
+            // Between the check and the commit: held here, another
+            // instance's append lands in between and this one conflicts.
+            failpoints::hit(Failpoint::BeforeTableAppend)?;
             match tx
                 .commit(&OneShot {
                     catalog: self.catalog.as_ref(),

@@ -466,11 +466,8 @@ fn three_instances_append_to_one_table_exactly_once() {
     broker.create_topic("events", PARTITIONS);
     let paths = with_iceberg(Paths::new());
     let group = format!("iceberg-{}", uuid::Uuid::new_v4().simple());
-    let producer = {
-        let args = generate_args(&broker, "events", 0, 30_000, 0.1, 5_000.0);
-        std::thread::spawn(move || {
-            lineage::cli::generate::generate(&args, None, None).expect("produce")
-        })
+    let log_of = |subtask: u32| {
+        std::fs::read_to_string(paths.file(&format!("subtask-{subtask}.log"))).unwrap_or_default()
     };
     let start = |subtask: u32| {
         let s = subtask.to_string();
@@ -481,12 +478,33 @@ fn three_instances_append_to_one_table_exactly_once() {
             &[
                 ("KAFKA_GROUP_ID", group.as_str()),
                 ("SUBTASK_INDEX", s.as_str()),
+                // Each append holds the metadata it checked for a while, so
+                // that the others' appends land in between.
+                ("LINEAGE_FAILPOINTS", "before-table-append=sleep:150@*"),
             ],
             &paths.file(&format!("subtask-{subtask}.log")),
         )
     };
     let mut runs: Vec<Lineage> = (0..3).map(start).collect();
-    std::thread::sleep(Duration::from_secs(3));
+    crate::pipeline_support::wait_or(
+        "every instance to hold partitions",
+        Duration::from_secs(90),
+        || (0..3).all(|i| log_of(i).contains("partitions assigned assigned=events/")),
+        || (0..3).map(log_of).collect::<Vec<_>>().join("\n"),
+    );
+    let producer = {
+        let args = generate_args(&broker, "events", 0, 30_000, 0.1, 3_000.0);
+        std::thread::spawn(move || {
+            lineage::cli::generate::generate(&args, None, None).expect("produce")
+        })
+    };
+    // Killed once the three have appended some, and started again.
+    crate::pipeline_support::wait_or(
+        "appends by every instance",
+        Duration::from_secs(90),
+        || (0..3).all(|i| log_of(i).contains("holding failpoint")),
+        || (0..3).map(log_of).collect::<Vec<_>>().join("\n"),
+    );
     runs.remove(1).kill();
     runs.insert(1, start(1));
     assert_eq!(producer.join().expect("producer thread").failed, 0);
@@ -494,19 +512,17 @@ fn three_instances_append_to_one_table_exactly_once() {
     wait_committed(&paths, "events", &ends(&contents));
     for (i, run) in runs.into_iter().enumerate() {
         let status = run.terminate();
-        let log =
-            std::fs::read_to_string(paths.file(&format!("subtask-{i}.log"))).unwrap_or_default();
-        assert!(status.success(), "subtask {i}: {status}\n{log}");
+        assert!(
+            status.success(),
+            "subtask {i}: {status}\n{}",
+            log_of(i as u32)
+        );
     }
     let table = check(&paths, &contents);
     let conflicts: usize = (0..3)
-        .map(|i| {
-            let log = std::fs::read_to_string(paths.file(&format!("subtask-{i}.log")))
-                .unwrap_or_default();
-            log.matches("another writer moved the table").count()
-        })
+        .map(|i| log_of(i).matches("another writer moved the table").count())
         .sum();
-    eprintln!("conflicts between the instances, each retried: {conflicts}");
+    assert!(conflicts > 0, "the instances' appends never met");
     let subtasks: BTreeSet<String> = table["data"]["snapshots"]
         .as_array()
         .unwrap()
