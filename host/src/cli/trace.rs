@@ -82,14 +82,15 @@ impl OutputArgs {
             }
         }
         let outputs = Outputs::open(&paths.output_path, &paths.dropped_path, &s3)?;
+        let wal = CommitLog::open(&paths.commit_log_path, &s3)?;
         let tables = match self.table.settings()? {
-            Some(settings) => {
-                Some(runtime()?.block_on(IcebergTables::connect(&settings, &outputs, &s3))?)
-            }
+            Some(settings) => Some(
+                runtime()?.block_on(IcebergTables::connect(&settings, &outputs, &s3, &wal.url))?,
+            ),
             None => None,
         };
         Ok(Query {
-            log: CommitLog::new(CommitLog::open(&paths.commit_log_path, &s3)?),
+            log: CommitLog::new(wal),
             outputs,
             tables,
         })

@@ -164,6 +164,7 @@ impl Parts {
                     table,
                     &outputs,
                     &settings.s3,
+                    &wal.url,
                     &shapes.as_ref(),
                 ))?)
             }
@@ -357,7 +358,7 @@ fn watch_plugin(
                 // them added before it is offered, so before its first file.
                 if let Some(tables) = &tables {
                     let shapes = TableShapes::of(&new, framed);
-                    let evolved = io.block_on(tables.evolve(FileKind::Data, &shapes.data));
+                    let evolved = io.block_on(evolve(tables, &shapes));
                     if let Err(e) = evolved {
                         return refused(&stats, &e);
                     }
@@ -378,6 +379,29 @@ fn refused(stats: &Stats, e: &(dyn std::error::Error + 'static)) {
         .status
         .swap("refused", None, Some(crate::error::render(e)));
     tracing::warn!(error = %crate::error::render(e), "plugin reload failed; keeping the plugin in use");
+}
+
+/// Evolves the data table for a new build; a catalog that does not
+/// answer is asked a few times, since a refusal stands until the
+/// component changes again.
+async fn evolve(
+    tables: &IcebergTables,
+    shapes: &TableShapes,
+) -> Result<(), crate::table::TableError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match tables
+            .evolve(FileKind::Data, &shapes.data, shapes.event_time.as_deref())
+            .await
+        {
+            Err(e) if crate::error::Classify::retryable(&e) && attempt < 6 => {
+                tracing::warn!(error = %crate::error::render(&e), attempt, "evolving the table for the new build failed; trying again");
+                tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// The files' shapes for a table, before they carry its ids.

@@ -51,9 +51,12 @@ impl Classify for TableError {
         match self {
             TableError::Config { .. } | TableError::Incompatible { .. } => Blame::User,
             TableError::Catalog { source, .. } => match source.kind() {
-                iceberg::ErrorKind::DataInvalid | iceberg::ErrorKind::FeatureUnsupported => {
-                    Blame::User
-                }
+                // A table or namespace someone dropped under a running
+                // pipeline is theirs to restore; no retry brings it back.
+                iceberg::ErrorKind::DataInvalid
+                | iceberg::ErrorKind::FeatureUnsupported
+                | iceberg::ErrorKind::TableNotFound
+                | iceberg::ErrorKind::NamespaceNotFound => Blame::User,
                 _ => Blame::Environment,
             },
             TableError::Footer { source, .. } => match source {

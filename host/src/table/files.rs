@@ -54,6 +54,16 @@ pub async fn footer(location: &Location, file: &SealedFile) -> Result<ParquetMet
     ParquetMetaDataReader::decode_metadata(&bytes).map_err(|e| failed(e.into()))
 }
 
+/// Whether the file was written for a table: every column carries its
+/// field id. Files of a writer without TABLE_FORMAT=iceberg carry none,
+/// and store times in milliseconds; registered, they would read wrong.
+pub fn written_for_a_table(footer: &ParquetMetaData) -> bool {
+    let root = footer.file_metadata().schema_descr().root_schema();
+    root.get_fields()
+        .iter()
+        .all(|f| f.get_basic_info().has_id())
+}
+
 /// The data file `file` is in a table of `schema` partitioned by `spec`.
 pub fn data_file(
     file: &SealedFile,

@@ -43,6 +43,34 @@ pub fn is_time(t: &Type) -> bool {
     )
 }
 
+/// Why files bucketed by `event_time` cannot go to a table partitioned
+/// by `spec`: Lineage writes one event-time hour per file, so the table
+/// must be partitioned by `hour()` of that very column, or not at all.
+pub fn partition_problems(
+    schema: &Schema,
+    spec: &iceberg::spec::PartitionSpec,
+    event_time: Option<&str>,
+) -> Vec<String> {
+    spec.fields()
+        .iter()
+        .filter_map(|field| {
+            let source = schema.name_by_field_id(field.source_id).unwrap_or("?");
+            match (field.transform, event_time) {
+                (Transform::Hour, Some(column)) if column == source => None,
+                (Transform::Hour, Some(column)) => Some(format!(
+                    "the table is partitioned by hour({source}) and the build's event time is {column:?}"
+                )),
+                (Transform::Hour, None) => Some(format!(
+                    "the table is partitioned by hour({source}) and the build declares no event time"
+                )),
+                (other, _) => Some(format!(
+                    "the table is partitioned by {other}({source}); Lineage writes tables partitioned by hour(<event time>) or not at all"
+                )),
+            }
+        })
+        .collect()
+}
+
 /// Every field's id by its full name (`headers.element.key`).
 pub fn field_ids(schema: &Schema) -> HashMap<String, i32> {
     let mut ids = HashMap::new();
@@ -156,6 +184,26 @@ mod tests {
             problems[0].contains("required in the table and nullable"),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn a_build_must_bucket_by_the_column_the_table_is_partitioned_by() {
+        let table = schema(vec![
+            Field::new("ts", crate::sink::table_time(), false),
+            Field::new("ts2", crate::sink::table_time(), false),
+        ]);
+        let spec = partition_spec(&table, Some("ts"))
+            .unwrap()
+            .bind(table.clone())
+            .unwrap();
+        assert!(partition_problems(&table, &spec, Some("ts")).is_empty());
+        let other = partition_problems(&table, &spec, Some("ts2"));
+        assert!(
+            other[0].contains("hour(ts) and the build's event time is \"ts2\""),
+            "{other:?}"
+        );
+        let none = partition_problems(&table, &spec, None);
+        assert!(none[0].contains("declares no event time"), "{none:?}");
     }
 
     #[test]

@@ -83,11 +83,9 @@ impl Stores {
 }
 
 fn failed(op: &str, path: &str, e: object_store::Error) -> Error {
-    let kind = match e {
-        object_store::Error::NotFound { .. } => ErrorKind::DataInvalid,
-        _ => ErrorKind::Unexpected,
-    };
-    Error::new(kind, format!("{op} {path}")).with_source(e)
+    // Unexpected: iceberg's catalogs read it as a failure a retry may
+    // get past (a metadata file not listed yet, a store that hiccuped).
+    Error::new(ErrorKind::Unexpected, format!("{op} {path}")).with_source(e)
 }
 
 /// Serialisable only in name: iceberg requires it of storages, for engines

@@ -24,9 +24,9 @@ use iceberg::{Catalog, ErrorKind, NamespaceIdent, TableCreation, TableIdent};
 
 use super::catalog::{OneShot, connect};
 use super::error::TableError;
-use super::files::{data_file, footer};
+use super::files::{data_file, footer, written_for_a_table};
 use super::settings::{TableName, TableSettings};
-use super::shape::{evolution, field_ids, iceberg_schema, partition_spec};
+use super::shape::{evolution, field_ids, iceberg_schema, partition_problems, partition_spec};
 use super::storage::Stores;
 use crate::commit::{Commit, Tables};
 use crate::error::Carried;
@@ -39,6 +39,9 @@ pub const SUBTASK: &str = "lineage.subtask";
 pub const COMMIT_SEQ: &str = "lineage.commit-seq";
 pub const CHECKPOINT_ID: &str = "lineage.checkpoint-id";
 const OWNER: &str = "lineage.owner";
+/// The commit log whose sequence numbers the table's summaries and
+/// watermarks count in.
+const COMMIT_LOG: &str = "lineage.commit-log";
 const PLUGIN: &str = "lineage.plugin-sha256";
 
 /// The table property that says how far `subtask`'s commits are appended.
@@ -63,6 +66,8 @@ pub struct IcebergTables {
     data: Handle,
     dropped: Handle,
     outputs: Outputs,
+    /// WRITE_AHEAD_COMMIT_LOG_PATH, as the table records it.
+    log: String,
     /// How far each table holds each subtask's commits, as last read.
     appended: Mutex<HashMap<(FileKind, u32), u64>>,
     /// Commits that met another writer's and were retried.
@@ -87,9 +92,10 @@ impl IcebergTables {
         settings: &TableSettings,
         outputs: &Outputs,
         s3: &S3Settings,
+        log: &str,
         shapes: &Shapes<'_>,
     ) -> Result<Arc<Self>, TableError> {
-        let tables = Self::connect(settings, outputs, s3).await?;
+        let tables = Self::connect(settings, outputs, s3, log).await?;
         tables
             .ensure(FileKind::Data, shapes.data, shapes.event_time)
             .await?;
@@ -104,6 +110,7 @@ impl IcebergTables {
         settings: &TableSettings,
         outputs: &Outputs,
         s3: &S3Settings,
+        log: &str,
     ) -> Result<Arc<Self>, TableError> {
         let stores = Stores::new(
             vec![outputs.data.clone(), outputs.dropped.clone()],
@@ -132,6 +139,7 @@ impl IcebergTables {
             data: handle(&settings.data),
             dropped: handle(&settings.dropped),
             outputs: outputs.clone(),
+            log: log.to_string(),
             appended: Mutex::new(HashMap::new()),
             conflicts: AtomicU64::new(0),
             watcher: std::sync::OnceLock::new(),
@@ -225,6 +233,7 @@ impl IcebergTables {
                 .schema(schema)
                 .partition_spec(spec)
                 .properties([
+                    (COMMIT_LOG.to_string(), self.log.clone()),
                     ("write.format.default".to_string(), "parquet".to_string()),
                     (
                         "lineage.created-by".to_string(),
@@ -244,22 +253,50 @@ impl IcebergTables {
                 }
             }
         }
-        self.evolve(kind, shape).await
+        let table = self.load(kind).await?;
+        if let Some(other) = table.metadata().properties().get(COMMIT_LOG)
+            && other != &self.log
+        {
+            return Err(TableError::Config {
+                setting: match kind {
+                    FileKind::Data => crate::setting::ICEBERG_TABLE,
+                    FileKind::Dropped => crate::setting::ICEBERG_DROPPED_TABLE,
+                },
+                problem: format!(
+                    "table {} holds the commits of the commit log at {other}, not of {}; give each pipeline its own table",
+                    h.name, self.log
+                ),
+            });
+        }
+        self.evolve(kind, shape, event_time).await
     }
 
     /// Adds the columns of `shape` the table lacks, or says why `shape`
     /// cannot be written to it; then takes the table's field ids. Run
     /// before a build's first file (at start, and when a swap is offered).
-    pub async fn evolve(&self, kind: FileKind, shape: &ArrowSchema) -> Result<(), TableError> {
+    pub async fn evolve(
+        &self,
+        kind: FileKind,
+        shape: &ArrowSchema,
+        event_time: Option<&str>,
+    ) -> Result<(), TableError> {
         let h = self.handle(kind);
         let wanted = iceberg_schema(shape).map_err(self.failed("making the schema for", h))?;
         for attempt in 1.. {
             let table = self.load(kind).await?;
             let current = table.metadata().current_schema();
-            let add = evolution(current, &wanted).map_err(|problems| TableError::Incompatible {
-                table: h.name.to_string(),
-                problems,
-            })?;
+            let spec = table.metadata().default_partition_spec();
+            let mut problems = partition_problems(current, spec, event_time);
+            let add = evolution(current, &wanted).unwrap_or_else(|more| {
+                problems.extend(more);
+                Vec::new()
+            });
+            if !problems.is_empty() {
+                return Err(TableError::Incompatible {
+                    table: h.name.to_string(),
+                    problems,
+                });
+            }
             if add.is_empty() {
                 h.ids.set(field_ids(current));
                 return Ok(());
@@ -315,6 +352,10 @@ impl IcebergTables {
         for chunk in files.chunks(16) {
             let reads = chunk.iter().map(|f| Box::pin(footer(location, f)));
             footers.extend(futures::future::try_join_all(reads).await?);
+        }
+        if !footers.iter().all(written_for_a_table) {
+            tracing::warn!(table = %h.name, commit_seq = commit.seq, owner = %commit.owner, "not appending a commit whose files were written without TABLE_FORMAT=iceberg (before the table was switched on, or by an instance without it)");
+            return Ok(());
         }
         for attempt in 1.. {
             let table = self.load(kind).await?;

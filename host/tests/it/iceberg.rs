@@ -636,3 +636,39 @@ fn a_swap_that_adds_a_column_evolves_the_table_and_one_that_drops_one_is_refused
     assert!(nulls > 0 && values > 0, "{nulls} old rows, {values} new");
     check(&paths, &contents);
 }
+
+/// A table switched on for a pipeline that already ran: the files of
+/// commits written without it (no field ids, times in milliseconds) stay
+/// out of it; everything written with it is in it once.
+#[test]
+fn a_table_switched_on_later_holds_what_was_written_with_it() {
+    let broker = Broker::start();
+    broker.create_topic("events", PARTITIONS);
+    let paths = Paths::new();
+    produce(&broker, "events", 0, 3_000, 0.1);
+    let before = broker.contents("events", PARTITIONS, 3_000);
+    let run = Lineage::start_ready(&broker, "events", &paths, &[]);
+    wait_committed(&paths, "events", &ends(&before));
+    assert!(run.terminate().success(), "{}", paths.log());
+    let last_without = paths.commits().last().unwrap().seq;
+
+    let paths = with_iceberg(paths);
+    produce(&broker, "events", 3_000, 3_000, 0.1);
+    let contents = broker.contents("events", PARTITIONS, 6_000);
+    let run = Lineage::start_ready(&broker, "events", &paths, &[]);
+    wait_committed(&paths, "events", &ends(&contents));
+    assert!(run.terminate().success(), "{}", paths.log());
+
+    assert_exactly_once(&contents, &read_output(&paths));
+    let after: Vec<Commit> = paths
+        .commits()
+        .into_iter()
+        .filter(|c| c.seq > last_without)
+        .collect();
+    let table = read_table(&paths, None);
+    assert_table_matches_log(&after, &table["data"], FileKind::Data);
+    assert_table_matches_log(&after, &table["dropped"], FileKind::Dropped);
+    let out = lineage_cli(&paths, &["log", "verify", "--json"]);
+    let verified: Json = serde_json::from_slice(&out.stdout).expect("verify JSON");
+    assert_eq!(verified["ok"], true, "{verified}");
+}
