@@ -461,13 +461,7 @@ fn auto_offset_reset_latest_over_a_prefilled_topic_records_what_it_skips() {
         );
     }
     let (p, _) = prefilled.keys().next().unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lineage"))
-        .args(["trace", "--json", &format!("events/{p}@0")])
-        .env("OUTPUT_PATH", &paths.output)
-        .env("DROPPED_PATH", &paths.dropped)
-        .env("WRITE_AHEAD_COMMIT_LOG_PATH", &paths.wal)
-        .output()
-        .unwrap();
+    let out = paths.lineage(&["trace", "--json", &format!("events/{p}@0")]);
     assert!(
         out.status.success(),
         "{}",

@@ -165,17 +165,6 @@ pub fn check(paths: &Paths, contents: &Contents) -> Json {
     table
 }
 
-fn lineage_cli(paths: &Paths, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_lineage"))
-        .args(args)
-        .env("OUTPUT_PATH", &paths.output)
-        .env("DROPPED_PATH", &paths.dropped)
-        .env("WRITE_AHEAD_COMMIT_LOG_PATH", &paths.wal)
-        .envs(paths.env.iter().map(|(k, v)| (k, v)))
-        .output()
-        .expect("run lineage")
-}
-
 /// Runs to the end of the topic, stops gracefully, and checks the table.
 fn finish_and_check(broker: &Broker, paths: &Paths, total: usize) -> Json {
     let contents = broker.contents("events", PARTITIONS, total);
@@ -292,7 +281,7 @@ fn clean_run(store: Store) {
     assert_eq!(shown["snapshot_id"], appended_last["id"], "{shown}");
 
     // `lineage log verify` checks the table against the log.
-    let out = lineage_cli(&paths, &["log", "verify", "--json"]);
+    let out = paths.lineage(&["log", "verify", "--json"]);
     let verified: Json = serde_json::from_slice(&out.stdout).expect("verify JSON");
     assert!(
         out.status.success(),
@@ -318,7 +307,7 @@ fn clean_run(store: Store) {
         .find(|f| f.kind == FileKind::Data)
         .unwrap();
     let record = format!("events/{}@{}", file.source.partition, file.first_offset);
-    let out = lineage_cli(&paths, &["trace", &record, "--json"]);
+    let out = paths.lineage(&["trace", &record, "--json"]);
     assert!(
         out.status.success(),
         "{}",
@@ -334,7 +323,7 @@ fn clean_run(store: Store) {
         "snapshot {snapshot} did not add {}: {traced}",
         file.url
     );
-    let out = lineage_cli(&paths, &["trace", &record]);
+    let out = paths.lineage(&["trace", &record]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("snapshot    {snapshot}")), "{text}");
 
@@ -668,7 +657,7 @@ fn a_table_switched_on_later_holds_what_was_written_with_it() {
     let table = read_table(&paths, None);
     assert_table_matches_log(&after, &table["data"], FileKind::Data);
     assert_table_matches_log(&after, &table["dropped"], FileKind::Dropped);
-    let out = lineage_cli(&paths, &["log", "verify", "--json"]);
+    let out = paths.lineage(&["log", "verify", "--json"]);
     let verified: Json = serde_json::from_slice(&out.stdout).expect("verify JSON");
     assert_eq!(verified["ok"], true, "{verified}");
 }

@@ -275,6 +275,20 @@ impl Paths {
         }
     }
 
+    /// Runs a `lineage` command (trace, log verify, status) on these
+    /// paths, with the settings runs get (the store's, the table's).
+    pub fn lineage(&self, args: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_lineage"))
+            .args(args)
+            .env("OUTPUT_PATH", &self.output)
+            .env("DROPPED_PATH", &self.dropped)
+            .env("WRITE_AHEAD_COMMIT_LOG_PATH", &self.wal)
+            .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("run lineage")
+    }
+
     /// A path in the test's own directory.
     pub fn file(&self, name: &str) -> PathBuf {
         self._dir.path().join(name)

@@ -236,14 +236,7 @@ fn sighup_swaps_the_plugin_at_a_checkpoint_and_refuses_a_broken_one() {
 }
 
 fn lineage_cli(paths: &Paths, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_lineage"))
-        .args(args)
-        .env("OUTPUT_PATH", &paths.output)
-        .env("DROPPED_PATH", &paths.dropped)
-        .env("WRITE_AHEAD_COMMIT_LOG_PATH", &paths.wal)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap();
+    let out = paths.lineage(args);
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
