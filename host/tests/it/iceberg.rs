@@ -272,6 +272,7 @@ fn clean_run(store: Store) {
         );
     }
     check_file_field_ids(&paths, data);
+    check_file_metrics(&paths.commits(), data);
     let appended_last = data["snapshots"]
         .as_array()
         .unwrap()
@@ -333,6 +334,72 @@ fn clean_run(store: Store) {
     assert!(again.terminate().success());
     let after = check(&paths, &contents);
     assert_eq!(after["data"]["snapshots"], data["snapshots"]);
+}
+
+/// Each data file is registered with what its footer says: its record
+/// count and size as the log has them, a value and no null per record in
+/// each required column, and its Kafka offsets as the bounds of
+/// `kafka_offset`, so that engines prune by them.
+fn check_file_metrics(commits: &[Commit], data: &Json) {
+    let metrics = data["metrics"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{data}"));
+    let mut checked = 0;
+    for f in commits
+        .iter()
+        .flat_map(|c| c.files.iter())
+        .filter(|f| f.kind == FileKind::Data)
+    {
+        let m = &metrics[f.url.as_str()];
+        assert_eq!(
+            m["record_count"].as_u64(),
+            Some(f.records),
+            "{}: {m}",
+            f.url
+        );
+        assert_eq!(
+            m["file_size_in_bytes"].as_u64(),
+            Some(f.bytes),
+            "{}: {m}",
+            f.url
+        );
+        let offsets = &m["columns"]["kafka_offset"];
+        assert_eq!(
+            offsets["lower_bound"].as_i64(),
+            Some(f.first_offset),
+            "{}: {m}",
+            f.url
+        );
+        assert_eq!(
+            offsets["upper_bound"].as_i64(),
+            Some(f.last_offset),
+            "{}: {m}",
+            f.url
+        );
+        for column in ["uuid", "timestamp", "kafka_partition", "checkpoint_id"] {
+            let c = &m["columns"][column];
+            assert_eq!(
+                c["value_count"].as_u64(),
+                Some(f.records),
+                "{column} of {}: {m}",
+                f.url
+            );
+            assert_eq!(
+                c["null_value_count"].as_u64(),
+                Some(0),
+                "{column} of {}: {m}",
+                f.url
+            );
+        }
+        let partition = &m["columns"]["kafka_partition"];
+        assert_eq!(
+            partition["lower_bound"].as_i64(),
+            Some(i64::from(f.source.partition)),
+            "{m}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 0);
 }
 
 /// The Parquet files carry the table's field ids (`PARQUET:field_id`).

@@ -12,6 +12,9 @@ document per table (the data table, then `<table>_dropped`):
   fields:      {column: field id} of the current schema
   spec:        [[source column, transform]] of the partition spec
   partitions:  {file: partition tuple}
+  metrics:     {file: {record_count, file_size_in_bytes, columns: {column:
+               {value_count, null_value_count, lower_bound, upper_bound}}}}
+               as the manifests register them
   column:      with --column NAME: [[kafka_partition, kafka_offset, value, uuid]]
                for every data row, the value of NAME (None where null)
 
@@ -55,6 +58,15 @@ def describe(catalog, name, column):
         for f in table.inspect.files().to_pylist():
             doc["files"].append(f["file_path"])
             doc["partitions"][f["file_path"]] = {k: v for k, v in (f["partition"] or {}).items()}
+            readable = f.get("readable_metrics") or {}
+            doc.setdefault("metrics", {})[f["file_path"]] = {
+                "record_count": f["record_count"],
+                "file_size_in_bytes": f["file_size_in_bytes"],
+                "columns": {
+                    name: {k: m.get(k) for k in ("value_count", "null_value_count", "lower_bound", "upper_bound")}
+                    for name, m in readable.items() if m is not None
+                },
+            }
     schema = table.schema()
     doc["fields"] = {f.name: f.field_id for f in schema.fields}
     doc["spec"] = [[schema.find_field(p.source_id).name, str(p.transform)] for p in table.spec().fields]
