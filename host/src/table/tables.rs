@@ -348,15 +348,9 @@ impl IcebergTables {
         }
         let h = self.handle(kind);
         let location = self.outputs.location(kind);
-        let mut footers = Vec::with_capacity(files.len());
-        for chunk in files.chunks(16) {
-            let reads = chunk.iter().map(|f| Box::pin(footer(location, f)));
-            footers.extend(futures::future::try_join_all(reads).await?);
-        }
-        if !footers.iter().all(written_for_a_table) {
-            tracing::warn!(table = %h.name, commit_seq = commit.seq, owner = %commit.owner, "not appending a commit whose files were written without TABLE_FORMAT=iceberg (before the table was switched on, or by an instance without it)");
-            return Ok(());
-        }
+        // Read once, and only for a commit the table lacks: a start
+        // finishes up to a snapshot's worth of commits, mostly appended.
+        let mut footers = None;
         for attempt in 1.. {
             let table = self.load(kind).await?;
             let through = appended_through(table.metadata(), subtask);
@@ -364,11 +358,19 @@ impl IcebergTables {
                 self.note(kind, subtask, through);
                 return Ok(());
             }
+            if footers.is_none() {
+                footers = Some(read_footers(location, files).await?);
+            }
+            let read = footers.as_ref().expect("read above");
+            if !read.iter().all(written_for_a_table) {
+                tracing::warn!(table = %h.name, commit_seq = commit.seq, owner = %commit.owner, "not appending a commit whose files were written without TABLE_FORMAT=iceberg (before the table was switched on, or by an instance without it)");
+                return Ok(());
+            }
             let metadata = table.metadata();
             let (schema, spec) = (metadata.current_schema(), metadata.default_partition_spec());
             let data_files = files
                 .iter()
-                .zip(&footers)
+                .zip(read)
                 .map(|(f, m)| data_file(f, m, schema, spec))
                 .collect::<Result<Vec<_>, _>>()?;
             let tx = Transaction::new(&table);
@@ -446,6 +448,19 @@ impl Tables for IcebergTables {
         }
         Ok(())
     }
+}
+
+/// The footers of `files`, 16 reads at a time.
+async fn read_footers(
+    location: &crate::store::Location,
+    files: &[&SealedFile],
+) -> Result<Vec<parquet::file::metadata::ParquetMetaData>, TableError> {
+    let mut footers = Vec::with_capacity(files.len());
+    for chunk in files.chunks(16) {
+        let reads = chunk.iter().map(|f| Box::pin(footer(location, f)));
+        footers.extend(futures::future::try_join_all(reads).await?);
+    }
+    Ok(footers)
 }
 
 /// How far `subtask`'s commits are in the table: the highest commit its
