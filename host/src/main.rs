@@ -19,7 +19,8 @@ fn main() -> ExitCode {
     // The demo talks to the terminal; its logs would drown the progress.
     let default_filter = match cli.command {
         Command::Demo(_) => "warn,wasmtime=warn,cranelift=warn",
-        _ => "info,wasmtime=warn,cranelift=warn",
+        // sqlx (the SQL catalog) logs every statement and notice at info.
+        _ => "info,wasmtime=warn,cranelift=warn,sqlx=warn",
     };
     init_logging(cli.log_format, default_filter);
     match run(cli.command) {

@@ -57,10 +57,7 @@ impl crate::error::Classify for StatusCommandError {
 
 pub fn status(args: &StatusArgs, out: &mut impl Write) -> Result<(), StatusCommandError> {
     let query = args.outputs.open()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(TraceError::Runtime)?;
+    let runtime = super::trace::runtime()?;
     let mut report = runtime.block_on(from_log(&query.log))?;
     if let Some(servers) = args.bootstrap_servers.as_deref().filter(|s| !s.is_empty()) {
         let settings = KafkaSettings {

@@ -176,11 +176,18 @@ pub fn parse_record(s: &str) -> Result<(TopicPartition, i64), TraceError> {
     ))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, TraceError> {
-    tokio::runtime::Builder::new_current_thread()
+/// One runtime for the command's whole life: a catalog's connection pool
+/// (sqlx's, for Postgres) lives on the runtime it was opened on.
+pub fn runtime() -> Result<&'static tokio::runtime::Runtime, TraceError> {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    if let Some(runtime) = RUNTIME.get() {
+        return Ok(runtime);
+    }
+    let built = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(TraceError::Runtime)
+        .map_err(TraceError::Runtime)?;
+    Ok(RUNTIME.get_or_init(|| built))
 }
 
 pub fn trace(args: &TraceArgs, out: &mut impl Write) -> Result<(), TraceError> {
