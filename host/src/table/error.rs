@@ -68,10 +68,3 @@ impl Classify for TableError {
         }
     }
 }
-
-impl TableError {
-    pub fn conflict(&self) -> bool {
-        matches!(self, TableError::Catalog { source, .. }
-            if source.kind() == iceberg::ErrorKind::CatalogCommitConflicts)
-    }
-}

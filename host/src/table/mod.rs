@@ -14,7 +14,4 @@ mod tables;
 
 pub use error::TableError;
 pub use settings::{CatalogKind, CatalogSettings, TableFormat, TableName, TableSettings};
-pub use tables::{
-    CHECKPOINT_ID, COMMIT_SEQ, Holdings, IcebergTables, SUBTASK, Shapes, appended_through,
-    watermark,
-};
+pub use tables::{Holdings, IcebergTables, Shapes};

@@ -11,8 +11,7 @@
 //! before it is finished), so the highest of the two is how far that
 //! subtask's commits are in the table.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,9 +34,9 @@ use crate::sink::{FieldIds, TableIds};
 use crate::staging::{FileKind, Outputs, SealedFile};
 use crate::store::S3Settings;
 
-pub const SUBTASK: &str = "lineage.subtask";
-pub const COMMIT_SEQ: &str = "lineage.commit-seq";
-pub const CHECKPOINT_ID: &str = "lineage.checkpoint-id";
+const SUBTASK: &str = "lineage.subtask";
+const COMMIT_SEQ: &str = "lineage.commit-seq";
+const CHECKPOINT_ID: &str = "lineage.checkpoint-id";
 const OWNER: &str = "lineage.owner";
 /// The commit log whose sequence numbers the table's summaries and
 /// watermarks count in.
@@ -45,7 +44,7 @@ const COMMIT_LOG: &str = "lineage.commit-log";
 const PLUGIN: &str = "lineage.plugin-sha256";
 
 /// The table property that says how far `subtask`'s commits are appended.
-pub fn watermark(subtask: u32) -> String {
+fn watermark(subtask: u32) -> String {
     format!("lineage.subtask-{subtask}.commit-seq")
 }
 
@@ -70,8 +69,6 @@ pub struct IcebergTables {
     log: String,
     /// How far each table holds each subtask's commits, as last read.
     appended: Mutex<HashMap<(FileKind, u32), u64>>,
-    /// Commits that met another writer's and were retried.
-    pub conflicts: AtomicU64,
     /// Told of every snapshot this instance appends (the status page).
     watcher: std::sync::OnceLock<Box<Watch>>,
 }
@@ -141,7 +138,6 @@ impl IcebergTables {
             outputs: outputs.clone(),
             log: log.to_string(),
             appended: Mutex::new(HashMap::new()),
-            conflicts: AtomicU64::new(0),
             watcher: std::sync::OnceLock::new(),
         }))
     }
@@ -327,7 +323,6 @@ impl IcebergTables {
                     if e.kind() == ErrorKind::CatalogCommitConflicts
                         && attempt < CONFLICT_ATTEMPTS =>
                 {
-                    self.conflicts.fetch_add(1, Ordering::Relaxed);
                     backoff(attempt).await;
                 }
                 Err(e) => return Err(self.failed("evolving", h)(e)),
@@ -408,7 +403,6 @@ impl IcebergTables {
                     if e.kind() == ErrorKind::CatalogCommitConflicts
                         && attempt < CONFLICT_ATTEMPTS =>
                 {
-                    self.conflicts.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(table = %h.name, commit_seq = commit.seq, attempt, "another writer moved the table; checking it again before retrying the append");
                     backoff(attempt).await;
                 }
@@ -465,7 +459,7 @@ async fn read_footers(
 
 /// How far `subtask`'s commits are in the table: the highest commit its
 /// snapshots name, or its property says.
-pub fn appended_through(metadata: &TableMetadata, subtask: u32) -> Option<u64> {
+fn appended_through(metadata: &TableMetadata, subtask: u32) -> Option<u64> {
     let property = metadata
         .properties()
         .get(&watermark(subtask))
@@ -478,7 +472,7 @@ pub fn appended_through(metadata: &TableMetadata, subtask: u32) -> Option<u64> {
 }
 
 /// The commit a snapshot appended, by its summary.
-pub fn named_commit(snapshot: &iceberg::spec::Snapshot) -> Option<(u32, u64)> {
+fn named_commit(snapshot: &iceberg::spec::Snapshot) -> Option<(u32, u64)> {
     let props = &snapshot.summary().additional_properties;
     Some((
         props.get(SUBTASK)?.parse().ok()?,
@@ -509,8 +503,6 @@ pub struct Holdings {
     pub commits: HashMap<(u32, u64), i64>,
     /// Its current snapshot.
     pub current: Option<i64>,
-    /// How far each subtask's commits are in it.
-    pub through: BTreeSet<(u32, u64)>,
 }
 
 impl IcebergTables {
@@ -521,16 +513,6 @@ impl IcebergTables {
         let commits = metadata
             .snapshots()
             .filter_map(|s| named_commit(s).map(|c| (c, s.snapshot_id())))
-            .collect();
-        let through = metadata
-            .properties()
-            .iter()
-            .filter_map(|(k, v)| {
-                let sub = k
-                    .strip_prefix("lineage.subtask-")?
-                    .strip_suffix(".commit-seq")?;
-                Some((sub.parse().ok()?, v.parse().ok()?))
-            })
             .collect();
         let mut files = HashSet::new();
         if let Some(snapshot) = metadata.current_snapshot() {
@@ -553,7 +535,6 @@ impl IcebergTables {
             files,
             commits,
             current: metadata.current_snapshot_id(),
-            through,
         })
     }
 
